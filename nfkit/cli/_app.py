@@ -1,0 +1,92 @@
+"""The Typer application object and helpers shared by the stage commands."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+
+from nfkit import __version__
+
+app = typer.Typer(
+    name="nfkit",
+    help=(
+        "Deep learning on the weights of Neural Radiance Fields.\n\n"
+        "Stages exchange versioned HDF5 artifacts on disk: synth -> fit-nerfs -> "
+        "build-graphs -> ... Run `nfkit COMMAND --help` for the options of each stage."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nfkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the nfkit version and exit."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line, exit code 1."""
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` on stderr and return an Exit(1) to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+F = TypeVar("F", bound=Callable)
+
+
+def user_errors(func: F) -> F:
+    """Turn the library's user-facing exceptions into a one-line message and exit code 1."""
+    from nfkit.io.artifacts import ArtifactError
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (UserError, ArtifactError, ValueError, FileNotFoundError, FileExistsError) as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise fail(msg) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; completed outputs are kept, rerun to resume") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; validates ``cuda[:N]``."""
+    import torch
+
+    name = name.strip().lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: no CUDA device is available on this machine")
+        return name
+    raise UserError(f"--device {name!r}: expected auto, cpu or cuda[:N]")

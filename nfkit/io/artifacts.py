@@ -1,0 +1,138 @@
+"""Versioned HDF5 artifacts.
+
+Every artifact is one HDF5 file whose root attributes say what it is:
+
+- ``nfkit_kind``            e.g. ``"nerf-shard"``, ``"nerf-init"``, ``"graph-shard"``
+- ``nfkit_schema_version``  integer, bumped on any incompatible change of that kind
+- ``nfkit_version``         the package version that wrote it
+- ``nfkit_config``          JSON of the resolved configuration of the stage that wrote it
+- ``nfkit_inputs``          JSON mapping input name -> fingerprint
+- ``nfkit_created``         ISO timestamp
+
+Writes go to a temporary file in the destination folder and are renamed into place, so a
+killed run never leaves a half-written artifact. Readers refuse unknown kinds and versions
+with an :class:`ArtifactError` whose message is one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+
+from nfkit import __version__
+
+#: kind -> schema versions this nfkit can read. Each has a file in data_specs/.
+KNOWN_KINDS: dict[str, tuple[int, ...]] = {}
+
+
+class ArtifactError(Exception):
+    """A missing, corrupt, unknown or incompatible artifact (message fits on one line)."""
+
+
+def register_kind(kind: str, *versions: int) -> None:
+    KNOWN_KINDS[kind] = tuple(sorted(set(KNOWN_KINDS.get(kind, ())) | set(versions)))
+
+
+def fingerprint_bytes(*chunks: bytes) -> str:
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(c)
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place on success only."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def write_artifact(
+    path: str | os.PathLike,
+    kind: str,
+    version: int,
+    config: dict | None = None,
+    inputs: dict[str, str] | None = None,
+) -> Iterator[h5py.File]:
+    """Open a new artifact for writing; it appears at ``path`` only when the block succeeds."""
+    if kind not in KNOWN_KINDS or version not in KNOWN_KINDS[kind]:
+        raise ArtifactError(f"internal: artifact kind {kind!r} v{version} is not registered")
+    with atomic_path(path, suffix=".h5.tmp") as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["nfkit_kind"] = kind
+            f.attrs["nfkit_schema_version"] = int(version)
+            f.attrs["nfkit_version"] = __version__
+            f.attrs["nfkit_config"] = json.dumps(config or {}, sort_keys=True, default=str)
+            f.attrs["nfkit_inputs"] = json.dumps(inputs or {}, sort_keys=True)
+            f.attrs["nfkit_created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            yield f
+
+
+def _check_header(f: h5py.File, path: Path, kind: str | tuple[str, ...] | None) -> tuple[str, int]:
+    try:
+        got_kind = str(f.attrs["nfkit_kind"])
+        got_version = int(f.attrs["nfkit_schema_version"])
+    except KeyError:
+        raise ArtifactError(f"{path}: not an nfkit artifact (no nfkit_kind attribute)") from None
+    wanted = (kind,) if isinstance(kind, str) else kind
+    if wanted is not None and got_kind not in wanted:
+        raise ArtifactError(
+            f"{path}: is a {got_kind!r} artifact, expected {' or '.join(map(repr, wanted))}"
+        )
+    if got_kind not in KNOWN_KINDS:
+        raise ArtifactError(f"{path}: unknown artifact kind {got_kind!r} (nfkit {__version__})")
+    if got_version not in KNOWN_KINDS[got_kind]:
+        raise ArtifactError(
+            f"{path}: {got_kind!r} schema v{got_version} is not supported by nfkit {__version__} "
+            f"(reads v{', v'.join(map(str, KNOWN_KINDS[got_kind]))})"
+        )
+    return got_kind, got_version
+
+
+@contextlib.contextmanager
+def open_artifact(
+    path: str | os.PathLike, kind: str | tuple[str, ...] | None = None
+) -> Iterator[h5py.File]:
+    """Open an artifact read-only after checking its kind and schema version."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such artifact file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ArtifactError(f"{path}: unreadable or corrupt HDF5 file ({exc.__class__.__name__})") from None
+    with f:
+        _check_header(f, path, kind)
+        yield f
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """Root attributes of an artifact, decoded (kind, version, config, inputs, ...)."""
+    with open_artifact(path) as f:
+        return {
+            "kind": str(f.attrs["nfkit_kind"]),
+            "schema_version": int(f.attrs["nfkit_schema_version"]),
+            "nfkit_version": str(f.attrs["nfkit_version"]),
+            "config": json.loads(f.attrs["nfkit_config"]),
+            "inputs": json.loads(f.attrs["nfkit_inputs"]),
+            "created": str(f.attrs.get("nfkit_created", "")),
+        }

@@ -1,0 +1,194 @@
+"""NeRF architectures as data.
+
+An :class:`ArchSpec` fully describes a NeRF architecture of one of three families
+(SPEC §3, seed 000 Table 7):
+
+- ``mlp``:  frequency encoding of xyz -> MLP
+- ``tri``:  tri-plane features (summed over the three planes) ‖ frequency encoding -> MLP
+- ``hash``: multi-resolution hash grid -> MLP
+
+Canonical parameter layout (the order is part of the on-disk format, see
+``data_specs/nerf-v1.md``): an ordered mapping ``name -> shape``
+
+- ``triplane``     (3, C, R, R)          tri family only; planes xy, xz, yz
+- ``hash_table``   (n_hash_params,)      hash family only; tiny-cuda-nn layout (level-major,
+  entry-major, ``entry * F + feature``, each level padded to a multiple of 8)
+- ``mlp.{i}``      (out_i, in_i)         i = 0 .. hidden_layers; no biases; the last has 4 rows
+  (r, g, b, σ) — tiny-cuda-nn pads that output to 16, nfkit stores only the 4 used rows.
+
+Positions are normalised to [0, 1]^3 over the object box before every encoding, as the
+reference code does with nerfacc's AABB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Literal
+
+Family = Literal["mlp", "tri", "hash"]
+FAMILIES: tuple[str, ...] = ("mlp", "tri", "hash")
+OUT_DIM = 4  # r, g, b, sigma
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A NeRF architecture. Every field is a hyper-parameter; ``name`` is a label."""
+
+    name: str
+    family: str
+    hidden_layers: int = 3
+    """Number of hidden layers of the MLP (tiny-cuda-nn ``n_hidden_layers``)."""
+    hidden_dim: int = 64
+    activation: str = "relu"
+    """``relu`` or ``sine`` (sin(x), as in the tri-plane reference)."""
+    freq_bands: int = 0
+    """Frequencies of the xyz frequency encoding (output 3·2·freq_bands); 0 = none."""
+    tri_res: int = 32
+    tri_channels: int = 16
+    hash_levels: int = 4
+    hash_log2_size: int = 12
+    hash_features: int = 2
+    hash_base_res: int = 16
+    hash_per_level_scale: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown architecture family {self.family!r}; expected one of {FAMILIES}")
+        if self.activation not in ("relu", "sine"):
+            raise ValueError(f"unknown activation {self.activation!r}; expected 'relu' or 'sine'")
+        if self.hidden_layers < 1 or self.hidden_dim < 1:
+            raise ValueError("hidden_layers and hidden_dim must be positive")
+        if self.family == "hash" and self.freq_bands:
+            raise ValueError("the hash family feeds the grid output alone to the MLP (freq_bands must be 0)")
+
+    # ---------------------------------------------------------------- derived sizes
+    @property
+    def freq_dim(self) -> int:
+        return 3 * 2 * self.freq_bands
+
+    @property
+    def hash_table_size(self) -> int:
+        return 2**self.hash_log2_size
+
+    def hash_level_resolutions(self) -> list[int]:
+        """Grid resolution per level, as tiny-cuda-nn computes it (SPEC §3)."""
+        log2_scale = math.log2(self.hash_per_level_scale)
+        out = []
+        for level in range(self.hash_levels):
+            scale = 2.0 ** (level * log2_scale) * self.hash_base_res - 1.0
+            out.append(int(math.ceil(scale)) + 1)
+        return out
+
+    def hash_level_sizes(self) -> list[int]:
+        """Entries per level: min(res^3, T), rounded up to a multiple of 8."""
+        sizes = []
+        for res in self.hash_level_resolutions():
+            n = min(res**3, self.hash_table_size)
+            sizes.append((n + 7) // 8 * 8)
+        return sizes
+
+    @property
+    def encoding_dim(self) -> int:
+        """Width of the MLP input."""
+        if self.family == "mlp":
+            return self.freq_dim
+        if self.family == "tri":
+            return self.tri_channels + self.freq_dim
+        return self.hash_levels * self.hash_features
+
+    def mlp_shapes(self) -> list[tuple[int, int]]:
+        dims = [self.encoding_dim] + [self.hidden_dim] * self.hidden_layers + [OUT_DIM]
+        return [(dims[i + 1], dims[i]) for i in range(len(dims) - 1)]
+
+    def param_shapes(self) -> OrderedDict[str, tuple[int, ...]]:
+        """Canonical parameter names and shapes, in storage order."""
+        shapes: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+        if self.family == "tri":
+            shapes["triplane"] = (3, self.tri_channels, self.tri_res, self.tri_res)
+        if self.family == "hash":
+            shapes["hash_table"] = (sum(self.hash_level_sizes()) * self.hash_features,)
+        for i, shape in enumerate(self.mlp_shapes()):
+            shapes[f"mlp.{i}"] = shape
+        return shapes
+
+    def n_params(self) -> int:
+        return sum(math.prod(s) for s in self.param_shapes().values())
+
+    # ---------------------------------------------------------------- identity
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def fingerprint(self) -> str:
+        """Hash of the hyper-parameters (not the name): equal fingerprints = same layout."""
+        d = self.to_dict()
+        d.pop("name")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ArchSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown architecture field(s): {', '.join(sorted(unknown))}")
+        if "name" not in d or "family" not in d:
+            raise ValueError("an architecture spec needs at least 'name' and 'family'")
+        return cls(**d)
+
+
+def _registry() -> OrderedDict[str, ArchSpec]:
+    mlp = ArchSpec("mlp", "mlp", activation="relu", freq_bands=24)
+    tri = ArchSpec("tri", "tri", activation="sine", freq_bands=48)
+    hsh = ArchSpec("hash", "hash", activation="relu")
+    specs = [
+        mlp,
+        tri,
+        hsh,
+        replace(mlp, name="mlp-2l", hidden_layers=2),
+        replace(mlp, name="mlp-32h", hidden_dim=32),
+        replace(tri, name="tri-2l", hidden_layers=2),
+        replace(tri, name="tri-32h", hidden_dim=32),
+        replace(tri, name="tri-16w", tri_res=16),
+        replace(tri, name="tri-8c", tri_channels=8),
+        replace(hsh, name="hash-2l", hidden_layers=2),
+        replace(hsh, name="hash-32h", hidden_dim=32),
+        # HASH-3N keeps the per-level scale (2) of HASH: levels at 16, 32, 64.
+        replace(hsh, name="hash-3n", hash_levels=3),
+        replace(hsh, name="hash-11t", hash_log2_size=11),
+    ]
+    return OrderedDict((s.name, s) for s in specs)
+
+
+REGISTRY: OrderedDict[str, ArchSpec] = _registry()
+TRAINING_ARCHS: tuple[str, ...] = ("mlp", "tri", "hash")
+
+
+def get_arch(name_or_path: str) -> ArchSpec:
+    """Resolve a registered name (case-insensitive) or a JSON spec file."""
+    key = name_or_path.lower()
+    if key in REGISTRY:
+        return REGISTRY[key]
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        return load_arch_file(path)
+    raise ValueError(
+        f"unknown architecture {name_or_path!r}; choose one of {', '.join(REGISTRY)} "
+        "or pass a .json spec file"
+    )
+
+
+def load_arch_file(path: Path) -> ArchSpec:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read architecture file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"architecture file {path} must hold a JSON object")
+    return ArchSpec.from_dict(data)

@@ -1,0 +1,190 @@
+"""NeRF shards: many fitted NeRFs of one architecture in one HDF5 artifact.
+
+Layout (kind ``nerf-shard``, schema v1; documented in ``data_specs/nerf-shard-v1.md``)::
+
+    /                       root attrs: nfkit_* header, arch_spec (JSON), arch_fingerprint,
+                                        init_fingerprint, count
+    /params/<name>          float32 (N, *shape) for every canonical parameter of the spec
+    /meta/object_id         str (N,)
+    /meta/class_name        str (N,)
+    /meta/split             str (N,)
+    /meta/psnr              float32 (N,)   held-out PSNR in dB (NaN when not evaluated)
+    /meta/fit_seconds       float32 (N,)
+    /meta/source            str (N,)       where the NeRF came from (dataset folder, file)
+
+A shard is written once, atomically, when the NeRFs it holds are complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from nfkit.io.artifacts import ArtifactError, open_artifact, register_kind, write_artifact
+from nfkit.nerf.specs import ArchSpec
+
+NERF_SHARD = "nerf-shard"
+NERF_SHARD_VERSION = 1
+register_kind(NERF_SHARD, NERF_SHARD_VERSION)
+
+_STR = h5py.string_dtype("utf-8")
+_META_STR = ("object_id", "class_name", "split", "source")
+_META_FLOAT = ("psnr", "fit_seconds")
+
+
+@dataclass
+class NerfRecord:
+    """One NeRF: its architecture, weights in the canonical layout, and metadata."""
+
+    object_id: str
+    class_name: str
+    split: str
+    arch: ArchSpec
+    init_fingerprint: str
+    params: dict[str, np.ndarray]
+    psnr: float = math.nan
+    fit_seconds: float = math.nan
+    source: str = ""
+    shard: Path | None = field(default=None, compare=False)
+    index: int = field(default=-1, compare=False)
+
+    @property
+    def key(self) -> str:
+        """Unique within one architecture: ``class/object_id``."""
+        return f"{self.class_name}/{self.object_id}"
+
+
+def check_params(spec: ArchSpec, params: Mapping[str, np.ndarray], batched: bool) -> None:
+    """Raise ValueError unless ``params`` holds exactly the canonical tensors of ``spec``."""
+    shapes = spec.param_shapes()
+    if set(params) != set(shapes):
+        raise ValueError(
+            f"parameters {sorted(params)} do not match architecture {spec.name!r} "
+            f"(expected {sorted(shapes)})"
+        )
+    for name, shape in shapes.items():
+        got = tuple(params[name].shape[1:] if batched else params[name].shape)
+        if got != tuple(shape):
+            raise ValueError(f"{spec.name}: parameter {name!r} has shape {got}, expected {shape}")
+
+
+def write_nerf_shard(
+    path: str | Path,
+    records: Sequence[NerfRecord],
+    config: dict | None = None,
+    inputs: dict[str, str] | None = None,
+) -> Path:
+    """Write NeRFs (all of one architecture and init) to ``path`` atomically."""
+    if not records:
+        raise ValueError("no NeRFs to write")
+    spec = records[0].arch
+    init_fp = records[0].init_fingerprint
+    for r in records:
+        if r.arch.fingerprint() != spec.fingerprint():
+            raise ValueError("a NeRF shard holds one architecture only")
+        if r.init_fingerprint != init_fp:
+            raise ValueError("a NeRF shard holds NeRFs of one initialization only")
+        check_params(spec, r.params, batched=False)
+    inputs = dict(inputs or {})
+    inputs.setdefault("init", init_fp)
+    with write_artifact(path, NERF_SHARD, NERF_SHARD_VERSION, config=config, inputs=inputs) as f:
+        f.attrs["arch_spec"] = spec.to_json()
+        f.attrs["arch_fingerprint"] = spec.fingerprint()
+        f.attrs["init_fingerprint"] = init_fp
+        f.attrs["count"] = len(records)
+        g = f.create_group("params")
+        for name in spec.param_shapes():
+            stacked = np.stack([np.asarray(r.params[name], dtype=np.float32) for r in records])
+            g.create_dataset(name, data=stacked)
+        m = f.create_group("meta")
+        for key in _META_STR:
+            m.create_dataset(key, data=[str(getattr(r, key)) for r in records], dtype=_STR)
+        for key in _META_FLOAT:
+            m.create_dataset(key, data=np.array([getattr(r, key) for r in records], np.float32))
+    return Path(path)
+
+
+def _decode(values) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def read_shard_spec(path: str | Path) -> tuple[ArchSpec, str, int]:
+    """(architecture, init fingerprint, count) of a shard, without reading weights."""
+    with open_artifact(path, NERF_SHARD) as f:
+        return _header(f, Path(path))
+
+
+def _header(f: h5py.File, path: Path) -> tuple[ArchSpec, str, int]:
+    try:
+        spec = ArchSpec.from_dict(json.loads(f.attrs["arch_spec"]))
+        return spec, str(f.attrs["init_fingerprint"]), int(f.attrs["count"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ArtifactError(f"{path}: malformed NeRF shard header ({exc})") from None
+
+
+def read_nerf_shard(path: str | Path, load_params: bool = True) -> list[NerfRecord]:
+    """All NeRFs of a shard; raises ArtifactError on a corrupt or inconsistent file."""
+    path = Path(path)
+    with open_artifact(path, NERF_SHARD) as f:
+        spec, init_fp, count = _header(f, path)
+        try:
+            meta = {k: _decode(f["meta"][k][()]) for k in _META_STR}
+            meta.update({k: f["meta"][k][()].astype(float).tolist() for k in _META_FLOAT})
+            params: dict[str, np.ndarray] = {}
+            if load_params:
+                for name, shape in spec.param_shapes().items():
+                    arr = f["params"][name][()]
+                    if arr.shape != (count, *shape):
+                        raise ArtifactError(
+                            f"{path}: parameter {name!r} has shape {arr.shape}, "
+                            f"expected {(count, *shape)} for architecture {spec.name!r}"
+                        )
+                    params[name] = arr
+        except KeyError as exc:
+            raise ArtifactError(f"{path}: malformed NeRF shard (missing {exc})") from None
+        except OSError as exc:
+            raise ArtifactError(f"{path}: corrupt NeRF shard ({exc.__class__.__name__})") from None
+    if any(len(v) != count for v in meta.values()):
+        raise ArtifactError(f"{path}: metadata length does not match count={count}")
+    return [
+        NerfRecord(
+            object_id=meta["object_id"][i],
+            class_name=meta["class_name"][i],
+            split=meta["split"][i],
+            arch=spec,
+            init_fingerprint=init_fp,
+            params={k: v[i] for k, v in params.items()},
+            psnr=meta["psnr"][i],
+            fit_seconds=meta["fit_seconds"][i],
+            source=meta["source"][i],
+            shard=path,
+            index=i,
+        )
+        for i in range(count)
+    ]
+
+
+def find_shards(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Shard files under the given files/folders (recursively, ``*.h5``), sorted."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*.h5") if not q.name.startswith(".")))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    return found
+
+
+def iter_nerfs(paths: str | Path | Iterable[str | Path], load_params: bool = True) -> Iterator[NerfRecord]:
+    for shard in find_shards(paths):
+        yield from read_nerf_shard(shard, load_params=load_params)
