@@ -1,0 +1,396 @@
+"""Import NeRFs fitted with tiny-cuda-nn in the authors' reference layout (nf2vec / gmnerf).
+
+Reference layout (``gmnerf/datasets/single_arch.py``, ``gmnerf/nf2vec/nerf/*.py``,
+``nf2vec/nerf/loader.py``)::
+
+    <root>/<class>/<object_id>/nerf_weights.pth     torch state dict of the radiance field
+    <root>/../{train,val,test}.txt                   gmnerf split lists, "<class>/<object_id>"
+    data/{train,validation,test}.json                nf2vec split lists (JSON lists of paths)
+
+State-dict keys, by family (tensors fp32 or fp16):
+
+- ``mlp_base.params``  flat tiny-cuda-nn MLP weights (``nfkit.nerf.tcnn_backend``), all families;
+- ``triplane``         (3, R, R, C), channels last; the field samples ``permute(0, 3, 1, 2)``;
+- ``encoding.params``  the hash table, already in the canonical layout.
+
+Differences handled here: the reference tri-plane MLP sees [frequency ‖ tri-plane] while the
+canonical order is [tri-plane ‖ frequency] (the first layer's columns are permuted); the
+tri-plane is stored channels-last. tiny-cuda-nn pads the MLP input to a multiple of 16 with
+the constant 1.0: for the hash family (8 features -> 16 inputs) the first layer's 8 padding
+columns act as a bias, which the bias-free canonical layout cannot hold. They are dropped
+with a warning (the imported NeRF then differs from the reference by that bias); mlp (144)
+and tri (304) have no input padding.
+
+tiny-cuda-nn's frequency encoding uses CUDA's fast ``__sinf`` (0 at the top frequencies):
+evaluate imported NeRFs with ``field.forward(..., sin="tcnn")`` to reproduce them.
+
+Imported NeRFs record the init fingerprint of ``--init`` when it is given, else
+:data:`UNKNOWN_INIT`: such NeRFs are not comparable with NeRFs of any known init.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nfkit.nerf import init as nerf_init
+from nfkit.nerf.specs import ArchSpec
+from nfkit.nerf.store import NerfRecord, read_nerf_shard, write_nerf_shard
+from nfkit.nerf.tcnn_backend import (
+    canonical_to_tcnn_mlp,
+    tcnn_input_padding,
+    tcnn_mlp_n_params,
+    tcnn_mlp_to_canonical,
+    tcnn_padding_weights,
+)
+
+__all__ = [
+    "UNKNOWN_INIT",
+    "WEIGHTS_FILE",
+    "ImportReport",
+    "ReferenceNerf",
+    "canonical_to_reference",
+    "find_reference_nerfs",
+    "import_reference_nerfs",
+    "load_reference_init",
+    "read_reference_split_lists",
+    "reference_to_canonical",
+]
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "nerf_weights.pth"
+UNKNOWN_INIT = "imported:unknown"
+"""Init fingerprint of NeRFs imported without their init: comparable with nothing."""
+UNLISTED = "unlisted"
+"""Split of a NeRF absent from the split lists, or of every NeRF when there are none."""
+_SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
+_KEY_MLP, _KEY_HASH, _KEY_TRI = "mlp_base.params", "encoding.params", "triplane"
+
+
+# --------------------------------------------------------------------------- conversion
+def _mlp_column_order(spec: ArchSpec) -> tuple[list[int], list[int]] | None:
+    """For the tri family: canonical column ``i`` = reference column ``perm[i]`` and back."""
+    if spec.family != "tri" or not spec.freq_dim:
+        return None
+    c, f = spec.tri_channels, spec.freq_dim
+    to_canon = list(range(f, f + c)) + list(range(f))  # reference is [freq ‖ tri]
+    to_ref = list(range(c, c + f)) + list(range(c))
+    return to_canon, to_ref
+
+
+def _tensor(state: Mapping, key: str, source: str) -> Tensor:
+    if key not in state:  # also accept a module prefix, e.g. "radiance_field.mlp_base.params"
+        matches = [k for k in state if str(k).endswith("." + key)]
+        if len(matches) != 1:
+            raise ValueError(f"{source}: missing {key!r} (has {', '.join(sorted(map(str, state))) or 'no keys'})")
+        key = matches[0]
+    value = state[key]
+    if not isinstance(value, Tensor):
+        raise ValueError(f"{source}: {key!r} is not a tensor")
+    return value.detach().to(torch.float32).cpu()
+
+
+def reference_to_canonical(
+    spec: ArchSpec, state: Mapping[str, Tensor], source: str = "state dict"
+) -> tuple[dict[str, np.ndarray], float]:
+    """A reference state dict -> (canonical params, largest dropped padding weight).
+
+    The second value is the largest |weight| on tiny-cuda-nn's constant-1 padding inputs,
+    which the canonical layout drops (0 when the import is exact). ValueError (naming
+    ``source``) on missing keys or shapes that do not fit ``spec``.
+    """
+    flat = _tensor(state, _KEY_MLP, source).reshape(-1)
+    n = tcnn_mlp_n_params(spec)
+    if flat.numel() != n:
+        raise ValueError(
+            f"{source}: {_KEY_MLP} has {flat.numel()} values, architecture {spec.name!r} expects {n}"
+        )
+    params = tcnn_mlp_to_canonical(spec, flat)
+    order = _mlp_column_order(spec)
+    if order is not None:
+        params["mlp.0"] = params["mlp.0"][:, order[0]]
+    dropped = float(tcnn_padding_weights(spec, flat).abs().max()) if tcnn_input_padding(spec) else 0.0
+    shapes = spec.param_shapes()
+    if spec.family == "tri":
+        tri = _tensor(state, _KEY_TRI, source)
+        _, c, r, _ = shapes["triplane"]
+        if tuple(tri.shape) != (3, r, r, c):
+            raise ValueError(
+                f"{source}: {_KEY_TRI} has shape {tuple(tri.shape)}, architecture {spec.name!r} "
+                f"expects {(3, r, r, c)} (planes, R, R, channels)"
+            )
+        params["triplane"] = tri.permute(0, 3, 1, 2)
+    if spec.family == "hash":
+        table = _tensor(state, _KEY_HASH, source).reshape(-1)
+        if table.numel() != shapes["hash_table"][0]:
+            raise ValueError(
+                f"{source}: {_KEY_HASH} has {table.numel()} values, architecture {spec.name!r} "
+                f"expects {shapes['hash_table'][0]}"
+            )
+        params["hash_table"] = table
+    out = {name: np.ascontiguousarray(params[name].numpy(), dtype=np.float32) for name in shapes}
+    return out, dropped
+
+
+def canonical_to_reference(spec: ArchSpec, params: Mapping[str, np.ndarray | Tensor]) -> dict[str, Tensor]:
+    """Canonical params -> a reference state dict (the inverse of :func:`reference_to_canonical`;
+    padding weights are zero)."""
+    t = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in params.items()}
+    mlp = {k: v for k, v in t.items() if k.startswith("mlp.")}
+    order = _mlp_column_order(spec)
+    if order is not None:
+        mlp["mlp.0"] = mlp["mlp.0"][:, order[1]]
+    state = {_KEY_MLP: canonical_to_tcnn_mlp(spec, mlp)}
+    if spec.family == "tri":
+        state[_KEY_TRI] = t["triplane"].permute(0, 2, 3, 1).contiguous()
+    if spec.family == "hash":
+        state[_KEY_HASH] = t["hash_table"].clone()
+    return state
+
+
+def load_state(path: Path) -> Mapping[str, Tensor]:
+    """``torch.load`` of a reference weights file, safely (tensors only), on the CPU."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"{path}: not a readable torch weights file (not a torch file, or it holds objects "
+            "other than tensors; it is loaded with weights_only=True)"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ValueError(f"{path}: not a readable torch weights file ({msg[:120]})") from None
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+    return state
+
+
+# --------------------------------------------------------------------------- discovery
+@dataclass(frozen=True)
+class ReferenceNerf:
+    """One reference weights file and what its folders say about it."""
+
+    path: Path
+    class_folder: str
+    object_id: str
+    split: str
+
+
+def _split_name(stem: str) -> str | None:
+    return _SPLIT_NAMES.get(stem.lower())
+
+
+def read_reference_split_lists(folder: Path) -> dict[str, str]:
+    """``<class>/<object_id>`` (and bare ``<object_id>``) -> split, from split lists in ``folder``.
+
+    Reads gmnerf's ``{train,val,test}.txt`` (one relative path per line) and nf2vec's
+    ``{train,validation,test}.json`` (a JSON list of paths); only the last two components of
+    each path are used.
+    """
+    result: dict[str, str] = {}
+    if not folder.is_dir():
+        return result
+    for file in sorted(folder.iterdir()):
+        split = _split_name(file.stem)
+        if split is None or file.suffix not in (".txt", ".json"):
+            continue
+        try:
+            text = file.read_text()
+            items = json.loads(text) if file.suffix == ".json" else text.splitlines()
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{file}: unreadable split list ({exc.__class__.__name__})") from None
+        if not isinstance(items, list):
+            raise ValueError(f"{file}: a split list must be a JSON list of paths")
+        for item in items:
+            parts = [p for p in str(item).split("#", 1)[0].strip().replace("\\", "/").split("/") if p not in ("", ".")]
+            if not parts:
+                continue
+            result.setdefault(parts[-1], split)
+            if len(parts) >= 2:
+                result["/".join(parts[-2:])] = split
+    return result
+
+
+def find_reference_nerfs(root: str | Path, splits_dir: str | Path | None = None) -> list[ReferenceNerf]:
+    """Every ``nerf_weights.pth`` under ``root`` (recursively), sorted, with class, id, split.
+
+    Class folder = the weights file's grandparent folder name, object id = its parent's.
+    Split lists are read from ``splits_dir`` if given, else from ``root``, ``root/splits`` and
+    ``root``'s parent (gmnerf keeps them beside the per-architecture folders).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    if splits_dir is not None:
+        if not Path(splits_dir).is_dir():
+            raise FileNotFoundError(f"{splits_dir}: no such split-list folder")
+        lists = read_reference_split_lists(Path(splits_dir))
+    else:
+        lists = {}
+        for folder in (root.parent, root / "splits", root):  # later folders win
+            lists.update(read_reference_split_lists(folder))
+    found = []
+    for path in sorted(root.rglob(WEIGHTS_FILE)):
+        if not path.is_file():
+            continue
+        cls, obj = path.parent.parent.name, path.parent.name
+        split = lists.get(f"{cls}/{obj}", lists.get(obj, UNLISTED))
+        found.append(ReferenceNerf(path, cls, obj, split))
+    return found
+
+
+# --------------------------------------------------------------------------- import
+@dataclass
+class ImportReport:
+    """What :func:`import_reference_nerfs` did."""
+
+    found: int = 0
+    imported: int = 0
+    skipped: int = 0
+    """NeRFs in shards that already existed (a previous run)."""
+    lossy: int = 0
+    """NeRFs whose nonzero padding weights (a bias in tiny-cuda-nn) were dropped."""
+    max_dropped: float = 0.0
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    shards: list[Path] = field(default_factory=list)
+    init_fingerprint: str = UNKNOWN_INIT
+
+
+def load_reference_init(path: str | Path, spec: ArchSpec, out_dir: str | Path | None = None) -> nerf_init.NerfInit:
+    """The shared init the imported NeRFs came from.
+
+    ``path`` is an nfkit ``nerf-init`` artifact (``.h5``) or a reference-layout weights file
+    holding the initial weights (converted, and saved as ``<out_dir>/<arch>.init.h5`` when
+    ``out_dir`` is given). ValueError if it belongs to another architecture.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such init file")
+    if path.suffix in (".h5", ".hdf5"):
+        init = nerf_init.load_init(path)
+        nerf_init.check_init_matches(init, spec)
+        return init
+    params, dropped = reference_to_canonical(spec, load_state(path), source=str(path))
+    if dropped > 0:
+        log.warning("%s: dropped tiny-cuda-nn padding weights up to %.3g (a bias; see interop docs)", path, dropped)
+    init = nerf_init.from_params(spec, params)
+    if out_dir is not None:
+        nerf_init.save_init(init, nerf_init.init_path(spec, out_dir))
+    return init
+
+
+def shard_name(spec: ArchSpec, index: int) -> str:
+    return f"{spec.name}-imported-{index:05d}.h5"
+
+
+def import_reference_nerfs(
+    root: str | Path,
+    spec: ArchSpec,
+    out_dir: str | Path,
+    init: nerf_init.NerfInit | None = None,
+    splits_dir: str | Path | None = None,
+    shard_size: int = 256,
+    progress: bool = False,
+) -> ImportReport:
+    """Convert every reference NeRF under ``root`` to NeRF shards in ``out_dir``.
+
+    Files are processed in sorted order, ``shard_size`` per shard
+    (``<arch>-imported-NNNNN.h5``); a shard that already exists is kept and its files are
+    skipped, so a rerun resumes. A file that cannot be read or does not fit ``spec`` is
+    reported in ``ImportReport.failed`` (one line, naming the file) and the others are imported.
+    """
+    if shard_size < 1:
+        raise ValueError("shard_size must be >= 1")
+    if init is not None:
+        nerf_init.check_init_matches(init, spec)
+    init_fp = init.fingerprint if init is not None else UNKNOWN_INIT
+    refs = find_reference_nerfs(root, splits_dir)
+    if not refs:
+        raise FileNotFoundError(f"{root}: no {WEIGHTS_FILE} files found")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = ImportReport(found=len(refs), init_fingerprint=init_fp)
+    config = {"imported_from": str(Path(root).resolve()), "arch": spec.name, "format": "tiny-cuda-nn reference (nf2vec/gmnerf nerf_weights.pth)"}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(refs), desc=f"import {spec.name}", unit="nerf")
+    try:
+        for index, start in enumerate(range(0, len(refs), shard_size)):
+            chunk = refs[start : start + shard_size]
+            path = out_dir / shard_name(spec, index)
+            if path.exists():
+                _check_existing_shard(path, spec, init_fp, chunk)
+                report.skipped += len(chunk)
+                report.shards.append(path)
+                if bar is not None:
+                    bar.update(len(chunk))
+                continue
+            records = []
+            for ref in chunk:
+                record = _convert(ref, spec, init_fp, report)
+                if record is not None:
+                    records.append(record)
+                if bar is not None:
+                    bar.update(1)
+            if records:
+                write_nerf_shard(path, records, config=config, inputs={"init": init_fp})
+                report.imported += len(records)
+                report.shards.append(path)
+    finally:
+        if bar is not None:
+            bar.close()
+    return report
+
+
+def _check_existing_shard(path: Path, spec: ArchSpec, init_fp: str, chunk: list[ReferenceNerf]) -> None:
+    """A shard kept from an earlier run must hold this chunk's NeRFs, of this arch and init."""
+    records = read_nerf_shard(path, load_params=False)
+    if records and records[0].arch.fingerprint() != spec.fingerprint():
+        raise ValueError(f"{path} holds architecture {records[0].arch.name!r}, not {spec.name!r}; use another --out")
+    if records and records[0].init_fingerprint != init_fp:
+        raise ValueError(
+            f"{path} holds NeRFs of init {records[0].init_fingerprint}, not {init_fp}; use another --out"
+        )
+    expected = {str(ref.path) for ref in chunk}
+    if not {r.source for r in records} <= expected:
+        raise ValueError(
+            f"{path} was written from other files (inputs or --shard-size changed); use another --out"
+        )
+
+
+def _convert(ref: ReferenceNerf, spec: ArchSpec, init_fp: str, report: ImportReport) -> NerfRecord | None:
+    from nfkit.data.classes import class_name
+
+    try:
+        params, dropped = reference_to_canonical(spec, load_state(ref.path), source=str(ref.path))
+    except ValueError as exc:
+        report.failed.append((ref.path, str(exc).strip().splitlines()[0]))
+        log.debug("skipping %s: %s", ref.path, exc)
+        return None
+    if dropped > 0:
+        report.lossy += 1
+        report.max_dropped = max(report.max_dropped, dropped)
+        log.info("%s: dropped tiny-cuda-nn padding weights up to %.3g", ref.path, dropped)
+    return NerfRecord(
+        object_id=ref.object_id,
+        class_name=class_name(ref.class_folder),
+        split=ref.split,
+        arch=spec,
+        init_fingerprint=init_fp,
+        params=params,
+        psnr=math.nan,
+        fit_seconds=math.nan,
+        source=str(ref.path),
+    )

@@ -1,0 +1,166 @@
+"""The batched functional field: shapes, ranges, batching, activations, init distributions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nfkit.nerf import field
+from nfkit.nerf.encodings import frequency_encoding, hash_grid_encoding
+from nfkit.nerf.specs import REGISTRY, get_arch
+
+
+def _params(spec, seeds, noise=0.0):
+    out = []
+    for s in seeds:
+        p = field.init_params(spec, torch.Generator().manual_seed(s))
+        if noise:
+            g = torch.Generator().manual_seed(100 + s)
+            p = {k: v + noise * torch.randn(v.shape, generator=g) for k, v in p.items()}
+        out.append(p)
+    return {k: torch.stack([p[k] for p in out]) for k in out[0]}
+
+
+def _positions(b, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, n, 3, generator=g) * 1.3 - 0.65
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_forward_shapes_and_ranges_all_archs(name):
+    spec = get_arch(name)
+    params = _params(spec, [0, 1], noise=0.05)
+    x = _positions(2, 33)
+    rgb, sigma = field.forward(spec, params, x)
+    assert rgb.shape == (2, 33, 3) and sigma.shape == (2, 33)
+    assert rgb.dtype == torch.float32 and torch.isfinite(rgb).all() and torch.isfinite(sigma).all()
+    assert (rgb > 0).all() and (rgb < 1).all() and (sigma >= 0).all()
+    torch.testing.assert_close(field.density(spec, params, x), sigma)
+
+
+@pytest.mark.parametrize("name", ["mlp", "tri", "hash", "tri-8c", "hash-11t"])
+def test_batched_forward_equals_per_nerf_forward(name):
+    spec = get_arch(name)
+    params = _params(spec, [3, 4, 5], noise=0.1)
+    x = _positions(3, 40, seed=1)
+    rgb, sigma = field.forward(spec, params, x)
+    for b in range(3):
+        one = {k: v[b : b + 1] for k, v in params.items()}
+        rgb1, sigma1 = field.forward(spec, one, x[b : b + 1])
+        torch.testing.assert_close(rgb[b], rgb1[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(sigma[b], sigma1[0], rtol=1e-5, atol=1e-6)
+
+
+def _explicit_forward(spec, p, x):
+    """One NeRF, written out layer by layer from the module docstring (no batching tricks)."""
+    lo, hi = field.AABB
+    u = (x - lo) / (hi - lo)
+    if spec.family == "mlp":
+        h = frequency_encoding(u, spec.freq_bands)
+    elif spec.family == "hash":
+        h = hash_grid_encoding(spec, p["hash_table"][None], u[None])[0]
+    else:
+        g = 2 * u - 1
+        feats = 0
+        for plane, (a0, a1) in enumerate(((0, 1), (0, 2), (1, 2))):
+            grid = torch.stack([g[:, a0], g[:, a1]], -1).view(1, 1, -1, 2)
+            feats = feats + torch.nn.functional.grid_sample(p["triplane"][plane][None], grid, align_corners=True)[0, :, 0].T
+        h = torch.cat([feats, frequency_encoding(u, spec.freq_bands)], -1)
+    act = torch.relu if spec.activation == "relu" else torch.sin
+    for i in range(spec.hidden_layers):
+        h = act(h @ p[f"mlp.{i}"].T)
+    out = h @ p[f"mlp.{spec.hidden_layers}"].T
+    inside = ((u > 0) & (u < 1)).all(-1)
+    return torch.sigmoid(out[:, :3]), torch.exp(out[:, 3] - 1) * inside
+
+
+@pytest.mark.parametrize("name", ["mlp", "tri", "hash", "mlp-2l", "tri-16w", "hash-32h"])
+def test_forward_matches_explicit_layer_by_layer_computation(name):
+    spec = get_arch(name)
+    params = _params(spec, [7], noise=0.2)
+    x = _positions(1, 25, seed=2)
+    rgb, sigma = field.forward(spec, params, x)
+    rgb_e, sigma_e = _explicit_forward(spec, {k: v[0] for k, v in params.items()}, x[0])
+    torch.testing.assert_close(rgb[0], rgb_e, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sigma[0], sigma_e, rtol=1e-5, atol=1e-6)
+
+
+def test_density_is_zero_outside_the_box_and_gradients_reach_every_parameter():
+    spec = get_arch("tri")
+    params = {k: v.requires_grad_() for k, v in _params(spec, [0, 1], noise=0.05).items()}
+    x = _positions(2, 200)
+    x[:, :5] = torch.tensor([0.71, 0.0, 0.0])
+    rgb, sigma = field.forward(spec, params, x)
+    assert (sigma[:, :5] == 0).all() and (sigma[:, 5:] > 0).all()
+    (rgb.sum() + sigma.sum()).backward()
+    for name, p in params.items():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_trunc_exp_clamps_the_gradient_only():
+    x = torch.tensor([0.0, 3.0, 20.0], dtype=torch.float64, requires_grad=True)
+    y = field.trunc_exp(x)
+    torch.testing.assert_close(y, torch.exp(x.detach()))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.exp(torch.tensor([0.0, 3.0, 15.0], dtype=torch.float64)))
+
+
+def test_bad_inputs_are_refused_with_a_clear_message():
+    spec = get_arch("mlp")
+    params = _params(spec, [0])
+    with pytest.raises(ValueError, match=r"\(B, N, 3\)"):
+        field.forward(spec, params, torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="mlp.0"):
+        field.forward(spec, {**params, "mlp.0": params["mlp.0"][:, :, :10]}, torch.zeros(1, 5, 3))
+
+
+def test_init_follows_tcnn_distributions_and_is_deterministic():
+    mlp, tri, hsh = get_arch("mlp"), get_arch("tri"), get_arch("hash")
+    # padded fans: mlp 144->64 (Xavier over 144+64), last layer 64->16; hash input padded 8->16
+    assert field.mlp_init_bounds(mlp) == pytest.approx([math.sqrt(6 / 208), math.sqrt(6 / 128), math.sqrt(6 / 128), math.sqrt(6 / 80)])
+    assert field.mlp_init_bounds(hsh)[0] == pytest.approx(math.sqrt(6 / 80))
+    assert field.mlp_init_bounds(tri) == pytest.approx([30 / 304] + [math.sqrt(6 / 64)] * 3)
+    p = field.init_params(tri, torch.Generator().manual_seed(0))
+    assert list(p) == list(tri.param_shapes())
+    assert all(tuple(v.shape) == s and v.dtype == torch.float32 for v, s in zip(p.values(), tri.param_shapes().values(), strict=True))
+    for i, b in enumerate(field.mlp_init_bounds(tri)):
+        w = p[f"mlp.{i}"]
+        assert w.abs().max() <= b and w.abs().max() > 0.9 * b
+    assert p["triplane"].std().item() == pytest.approx(1e-3, rel=0.05)
+    h = field.init_params(hsh, torch.Generator().manual_seed(0))["hash_table"]
+    assert h.abs().max() <= 1e-4 and h.abs().max() > 0.99e-4
+    again = field.init_params(tri, torch.Generator().manual_seed(0))
+    assert all(torch.equal(p[k], again[k]) for k in p)
+    other = field.init_params(tri, torch.Generator().manual_seed(1))
+    assert not torch.equal(p["mlp.0"], other["mlp.0"])
+
+
+@pytest.mark.parametrize("name", ["mlp", "tri", "hash"])
+def test_gradients_match_the_explicit_computation(name):
+    spec = get_arch(name)
+    base = _params(spec, [2], noise=0.2)
+    x = _positions(1, 30, seed=4)
+    p1 = {k: v.clone().requires_grad_() for k, v in base.items()}
+    rgb, sigma = field.forward(spec, p1, x)
+    (rgb.square().sum() + sigma.sum()).backward()
+    p2 = {k: v[0].clone().requires_grad_() for k, v in base.items()}
+    rgb_e, sigma_e = _explicit_forward(spec, p2, x[0])
+    (rgb_e.square().sum() + sigma_e.sum()).backward()
+    for k in base:
+        torch.testing.assert_close(p1[k].grad[0], p2[k].grad, rtol=1e-3, atol=1e-5)
+
+
+def test_tcnn_sine_option_changes_only_the_high_frequencies():
+    spec = get_arch("tri")
+    params = _params(spec, [0], noise=0.05)
+    params["mlp.0"][:, :, spec.tri_channels + 20 :] = 0.0  # ignore log2-frequencies >= 10 of x
+    x = _positions(1, 50, seed=5)
+    exact = field.forward(spec, params, x)
+    fast = field.forward(spec, params, x, sin="tcnn")
+    # only x's first 10 frequencies carry weight: the two sines agree there (float32 rounding)
+    for a, b in zip(exact, fast, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=0)
+    params["mlp.0"][:, :, -10:] = 0.3  # z's top frequencies: noise for sin, 0 for tcnn's __sinf
+    assert not torch.allclose(field.density(spec, params, x), field.density(spec, params, x, sin="tcnn"), atol=1e-3)

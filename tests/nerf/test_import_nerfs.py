@@ -1,0 +1,187 @@
+"""``nfkit import-nerfs``: fake reference-layout files (nf2vec / gmnerf) -> NeRF shards."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from nfkit.cli import app
+from nfkit.nerf import field, interop
+from nfkit.nerf import init as nerf_init
+from nfkit.nerf.encodings import frequency_encoding, hash_grid_encoding
+from nfkit.nerf.specs import get_arch
+from nfkit.nerf.store import iter_nerfs, read_shard_spec
+from nfkit.nerf.tcnn_backend import tcnn_mlp_layer_shapes
+
+runner = CliRunner()
+OBJECTS = [("02691156", "a1"), ("02691156", "a2"), ("03001627", "c1"), ("03001627", "c2"), ("04379243", "t1")]
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _random_params(spec, seed):
+    p = field.init_params(spec, torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(1000 + seed)
+    return {k: (v + 0.1 * torch.randn(v.shape, generator=g)).numpy() for k, v in p.items()}
+
+
+def _write_reference_tree(tmp_path, spec, arch_folder, seeds):
+    """gmnerf layout: <data>/nerf/shapenet/<arch>/<class>/<id>/nerf_weights.pth + split lists."""
+    root = tmp_path / "nerf" / "shapenet" / arch_folder
+    truth = {}
+    for (cls, obj), seed in zip(OBJECTS[: len(seeds)], seeds, strict=True):
+        params = _random_params(spec, seed)
+        folder = root / cls / obj
+        folder.mkdir(parents=True)
+        torch.save(interop.canonical_to_reference(spec, params), folder / "nerf_weights.pth")
+        torch.save({"_binary": torch.zeros(2)}, folder / "grid.pth")  # occupancy grid, ignored
+        truth[obj] = params
+    base = root.parent
+    (base / "train.txt").write_text("02691156/a1\n02691156/a2\n03001627/c1\n")
+    (base / "val.txt").write_text("03001627/c2\n")
+    return root, truth
+
+
+def _reference_forward(spec, state, x):
+    """The authors' field (gmnerf nf2vec/nerf/*.py) on a reference state dict, in torch:
+    [frequency ‖ tri-plane] input, tri-plane stored (3, R, R, C), tcnn padding inputs = 1."""
+    lo, hi = field.AABB
+    u = (x - lo) / (hi - lo)
+    flat = state["mlp_base.params"].float()
+    if spec.family == "tri":
+        scaled = 2 * (x - lo) / (hi - lo) - 1
+        xy, xz, zy = scaled[:, [0, 1]], scaled[:, [0, 2]], scaled[:, [1, 2]]
+        grid = torch.stack([xy, xz, zy], dim=0).unsqueeze(1)
+        feats = torch.nn.functional.grid_sample(state["triplane"].permute(0, 3, 1, 2), grid, align_corners=True)
+        feats = feats.squeeze(2).permute(0, 2, 1).sum(0)
+        enc = torch.cat([frequency_encoding(u, spec.freq_bands), feats], dim=1)
+    elif spec.family == "hash":
+        enc = hash_grid_encoding(spec, state["encoding.params"][None].float(), u[None])[0]
+    else:
+        enc = frequency_encoding(u, spec.freq_bands)
+    shapes = tcnn_mlp_layer_shapes(spec)
+    h = torch.cat([enc, torch.ones(len(x), shapes[0][1] - enc.shape[1])], dim=1)  # tcnn pads with 1
+    start = 0
+    act = torch.relu if spec.activation == "relu" else torch.sin
+    for i, (o, n) in enumerate(shapes):
+        w = flat[start : start + o * n].reshape(o, n)
+        start += o * n
+        h = h @ w.T
+        if i < len(shapes) - 1:
+            h = act(h)
+    inside = ((u > 0) & (u < 1)).all(-1)
+    return torch.sigmoid(h[:, :3]), torch.exp(h[:, 3] - 1) * inside
+
+
+@pytest.mark.parametrize("name,folder", [("mlp", "mlp"), ("tri", "triplane"), ("hash", "hash")])
+def test_reference_conversion_roundtrip_and_same_function(name, folder):
+    spec = get_arch(name)
+    params = _random_params(spec, 0)
+    state = interop.canonical_to_reference(spec, params)
+    if spec.family == "tri":
+        assert tuple(state["triplane"].shape) == (3, 32, 32, 16)
+    back, dropped = interop.reference_to_canonical(spec, state)
+    assert dropped == 0.0
+    assert all(np.array_equal(back[k], params[k]) for k in spec.param_shapes())
+    prefixed, _ = interop.reference_to_canonical(spec, {f"radiance_field.{k}": v.half() for k, v in state.items()})
+    assert all(np.allclose(prefixed[k], params[k], atol=1e-2) for k in spec.param_shapes())  # fp16 files load too
+    x = torch.rand(300, 3, generator=_gen()) * 1.3 - 0.65
+    rgb, sigma = field.forward(spec, {k: torch.tensor(v)[None] for k, v in back.items()}, x[None])
+    ref_rgb, ref_sigma = _reference_forward(spec, state, x)
+    torch.testing.assert_close(rgb[0], ref_rgb, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(sigma[0], ref_sigma, rtol=1e-4, atol=1e-5)
+
+
+def test_import_nerfs_cli_roundtrip_exact(tmp_path):
+    spec = get_arch("tri")
+    root, truth = _write_reference_tree(tmp_path, spec, "triplane", seeds=range(5))
+    out = tmp_path / "shards"
+    result = runner.invoke(app, ["import-nerfs", str(root), "--arch", "tri", "--out", str(out), "--shard-size", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "imported 5 of 5" in result.output and "imported:unknown" in result.output
+    assert len(list(out.glob("tri-imported-*.h5"))) == 3
+    records = {r.object_id: r for r in iter_nerfs(out)}
+    assert set(records) == set(truth)
+    for obj, params in truth.items():
+        r = records[obj]
+        assert all(np.array_equal(r.params[k], params[k]) for k in spec.param_shapes())
+        assert r.init_fingerprint == interop.UNKNOWN_INIT and math.isnan(r.psnr) and r.arch == spec
+        assert r.source.endswith(f"{obj}/nerf_weights.pth")
+    assert records["a1"].class_name == "airplane" and records["c2"].class_name == "chair"
+    assert [records[o].split for o in ("a1", "c1", "c2", "t1")] == ["train", "train", "val", "unlisted"]
+    again = runner.invoke(app, ["import-nerfs", str(root), "--arch", "tri", "--out", str(out), "--shard-size", "2", "--no-progress"])
+    assert again.exit_code == 0 and "5 already imported" in again.output
+    changed = runner.invoke(app, ["import-nerfs", str(root), "--arch", "tri", "--out", str(out), "--shard-size", "3", "--no-progress"])
+    assert changed.exit_code == 1 and "--shard-size changed" in changed.output
+
+
+def test_import_reports_bad_files_and_imports_the_rest(tmp_path):
+    spec = get_arch("mlp")
+    root, truth = _write_reference_tree(tmp_path, spec, "mlp", seeds=range(5))
+    wrong = interop.canonical_to_reference(get_arch("mlp-32h"), _random_params(get_arch("mlp-32h"), 9))
+    torch.save(wrong, root / "03001627" / "c1" / "nerf_weights.pth")
+    (root / "04379243" / "t1" / "nerf_weights.pth").write_bytes(b"not a torch file")
+    out = tmp_path / "shards"
+    result = runner.invoke(app, ["import-nerfs", str(root), "--arch", "mlp", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 1
+    err_lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert any("c1/nerf_weights.pth: mlp_base.params has 7168 values, architecture 'mlp' expects 18432" in ln for ln in err_lines)
+    assert any("t1/nerf_weights.pth: not a readable torch weights file" in ln for ln in err_lines)
+    assert "2 of 5 files could not be imported" in result.output
+    assert {r.object_id for r in iter_nerfs(out)} == {"a1", "a2", "c2"}
+
+
+def test_import_with_init_records_its_fingerprint_and_refuses_another_arch(tmp_path):
+    spec = get_arch("hash")
+    root, _ = _write_reference_tree(tmp_path, spec, "hash", seeds=range(2))
+    init = nerf_init.get_or_create_init(spec, tmp_path / "inits")
+    out = tmp_path / "shards"
+    result = runner.invoke(app, ["import-nerfs", str(root), "--arch", "hash", "--out", str(out), "--init", str(init.path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    (shard,) = out.glob("*.h5")
+    assert read_shard_spec(shard)[1] == init.fingerprint
+    unknown = runner.invoke(app, ["import-nerfs", str(root), "--arch", "hash", "--out", str(out), "--no-progress"])
+    assert unknown.exit_code == 1 and f"holds NeRFs of init {init.fingerprint}, not imported:unknown" in unknown.output
+    other = nerf_init.get_or_create_init(get_arch("hash-11t"), tmp_path / "inits")
+    bad = runner.invoke(app, ["import-nerfs", str(root), "--arch", "hash", "--out", str(tmp_path / "o2"), "--init", str(other.path)])
+    assert bad.exit_code == 1 and "was made for architecture hash-11t" in bad.output
+    # a reference-layout init file is converted and saved beside the shards
+    ref_init = tmp_path / "init_weights.pth"
+    torch.save(interop.canonical_to_reference(spec, init.params), ref_init)
+    ok = runner.invoke(app, ["import-nerfs", str(root), "--arch", "hash", "--out", str(tmp_path / "o3"), "--init", str(ref_init), "--no-progress"])
+    assert ok.exit_code == 0 and init.fingerprint in ok.output
+    assert nerf_init.load_init(tmp_path / "o3" / "hash.init.h5").fingerprint == init.fingerprint
+
+
+def test_hash_padding_bias_is_reported_as_lossy(tmp_path):
+    spec = get_arch("hash")
+    root, truth = _write_reference_tree(tmp_path, spec, "hash", seeds=range(1))
+    path = root / "02691156" / "a1" / "nerf_weights.pth"
+    state = torch.load(path, weights_only=True)
+    w0 = state["mlp_base.params"][: 64 * 16].view(64, 16)
+    w0[:, 8:] = 0.25  # what tiny-cuda-nn trains: weights on its constant-1 padding inputs
+    torch.save(state, path)
+    result = runner.invoke(app, ["import-nerfs", str(root), "--arch", "hash", "--out", str(tmp_path / "s"), "--no-progress"])
+    assert result.exit_code == 0 and "1 NeRFs had nonzero weights" in result.output
+    (record,) = iter_nerfs(tmp_path / "s")
+    assert np.array_equal(record.params["mlp.0"], truth["a1"]["mlp.0"])
+
+
+def test_nf2vec_json_split_lists(tmp_path):
+    spec = get_arch("mlp")
+    root, _ = _write_reference_tree(tmp_path, spec, "mlp", seeds=range(5))
+    splits = tmp_path / "nf2vec_data"
+    splits.mkdir()
+    (splits / "test.json").write_text(json.dumps(["./data/data_TRAINED/04379243/t1"]))
+    (splits / "validation.json").write_text(json.dumps(["./data/data_TRAINED/02691156/a2"]))
+    refs = interop.find_reference_nerfs(root, splits_dir=splits)
+    assert {r.object_id: r.split for r in refs} == {"a1": "unlisted", "a2": "val", "c1": "unlisted", "c2": "unlisted", "t1": "test"}
+    with pytest.raises(FileNotFoundError, match="no nerf_weights.pth"):
+        interop.import_reference_nerfs(splits, spec, tmp_path / "x")
