@@ -32,7 +32,8 @@ def import_nerfs(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar over files."),
 ) -> None:
     """Import NeRFs fitted with tiny-cuda-nn in the nf2vec / gmnerf layout (mlp_base.params,
-    encoding.params, triplane) into the canonical layout, without needing tinycudann."""
+    encoding.params, triplane) into the canonical layout, exactly (the weights on tiny-cuda-nn's
+    constant-1 padding inputs are kept), without needing tinycudann."""
     from nfkit.nerf.interop import import_reference_nerfs, load_reference_init
     from nfkit.nerf.specs import get_arch
 
@@ -48,11 +49,5 @@ def import_nerfs(
         + (f"; {report.skipped} already imported" if report.skipped else "")
     )
     typer.echo(f"init fingerprint: {report.init_fingerprint}")
-    if report.lossy:
-        typer.echo(
-            f"warning: {report.lossy} NeRFs had nonzero weights on tiny-cuda-nn's constant-1 padding inputs "
-            f"(up to {report.max_dropped:.3g}); the canonical layout has no bias, so they were dropped",
-            err=True,
-        )
     if report.failed:
         raise fail(f"{len(report.failed)} of {report.found} files could not be imported (listed above)")

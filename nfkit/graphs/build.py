@@ -9,16 +9,20 @@ not rely on the edge order, and it checks that every parameter appears exactly o
 Node ids, in order:
 
 - ``mlp``:  the frequency-encoding inputs (layer 0), then each linear layer's outputs
-  (+ its bias node, if any).
+  (+ for the first, one bias node per tiny-cuda-nn padding input; + its bias node, if any).
 - ``tri``:  3R² spatial nodes (layer 0), C channel nodes (layer 1), the frequency-encoding
   inputs (layer 1), then the MLP. The MLP input order is [tri-plane channels ‖ frequency
-  encoding], the order of ``nfkit.nerf`` (tiny-cuda-nn's frequency order: per input dimension,
-  per frequency, sin then cos).
+  encoding ‖ padding], the order of ``nfkit.nerf`` (tiny-cuda-nn's frequency order: per input
+  dimension, per frequency, sin then cos).
 - ``hash``: the entry nodes of all levels (layer 0), N·F feature nodes (layer 1), then the MLP.
+
+The first layer's constant-1 padding inputs (``spec.n_input_padding``, tiny-cuda-nn's) are
+bias nodes whose ``linear_bias`` edges carry ``mlp.0``'s padding columns (``nfkit.graphs.mlp``).
 
 The layer counter advances past the grid: the grid's edges are layer 0, the MLP's first linear
 layer is edge layer 1 (tri, hash) or 0 (mlp). Edges are listed grid first, then layer by layer,
-each tensor in its row-major order.
+each tensor in its row-major order (``mlp.0``: the encoding's columns, then the padding
+columns).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from nfkit.graphs.schema import (
     EDGE_TYPES,
     ELAYER,
     ETYPE,
+    NLAYER,
+    NODE_TYPES,
+    NTYPE,
     VALUE,
     GraphAssembler,
     ParamBlock,
@@ -70,7 +77,9 @@ class GraphTemplate:
         return self.graph.num_edges
 
     def param_names(self) -> list[str]:
-        return [b.name for b in self.blocks]
+        """The parameter tensors of the graph, in edge order, each once (``mlp.0`` has two
+        blocks where the MLP input is padded: weight edges and padding-bias edges)."""
+        return list(dict.fromkeys(b.name for b in self.blocks))
 
 
 def _first_mlp_layer(spec: ArchSpec) -> int:
@@ -105,7 +114,7 @@ def graph_template(spec: ArchSpec, biased: tuple[int, ...] = ()) -> GraphTemplat
         blocks.append(block)
     else:  # pragma: no cover - ArchSpec validates the family
         raise ValueError(f"unknown family {spec.family!r}")
-    blocks.extend(mlp.add_mlp(asm, in_start, shapes, first, biased))
+    blocks.extend(mlp.add_mlp(asm, in_start, shapes, first, biased, spec.n_input_padding))
     graph = asm.finish()
     for arr in (graph.x, graph.edge_index, graph.edge_attr):
         arr.flags.writeable = False
@@ -146,7 +155,7 @@ def edge_values(template: GraphTemplate, params: Mapping[str, np.ndarray]) -> np
     """The value column of the graph of ``params`` (float32, in edge order). Shape (n_edges,)."""
     out = np.empty(template.num_edges, dtype=np.float32)
     for b in template.blocks:
-        out[b.start : b.stop] = np.asarray(params[b.name], dtype=np.float32).ravel()
+        out[b.start : b.stop] = mlp.block_values(b, np.asarray(params[b.name], dtype=np.float32)).ravel()
     return out
 
 
@@ -166,9 +175,7 @@ def graph_to_params(spec: ArchSpec, graph: ParamGraph) -> dict[str, np.ndarray]:
     :func:`nerf_to_graph` (bias tensors included where the graph has bias edges)."""
     etype = graph.edge_attr[:, ETYPE]
     elayer = graph.edge_attr[:, ELAYER]
-    first = _first_mlp_layer(spec)
-    bias_layers = np.unique(elayer[etype == EDGE_TYPES["linear_bias"]]).astype(np.int64) - first
-    template = graph_template(spec, tuple(int(i) for i in bias_layers))
+    template = graph_template(spec, _graph_bias_layers(spec, graph))
     if graph.num_nodes != template.num_nodes or graph.num_edges != template.num_edges:
         raise ValueError(
             f"graph has {graph.num_nodes} nodes / {graph.num_edges} edges; architecture "
@@ -177,18 +184,51 @@ def graph_to_params(spec: ArchSpec, graph: ParamGraph) -> dict[str, np.ndarray]:
     if not np.array_equal(graph.x, template.graph.x):
         raise ValueError(f"graph node features do not match architecture {spec.name!r}")
     src, dst = np.asarray(graph.edge_index, dtype=np.int64)
-    params: dict[str, np.ndarray] = {}
+    flats: dict[str, np.ndarray] = {}
+    counts: dict[str, np.ndarray] = {}
     for b in template.blocks:
-        sel = np.flatnonzero((etype == EDGE_TYPES[b.edge_type]) & (elayer == b.layer))
+        # a block's edges: its type and layer, from its source nodes (the padding columns of
+        # mlp.0 and an mlp.0.bias share type and layer but not their source nodes)
+        sel = np.flatnonzero(
+            (etype == EDGE_TYPES[b.edge_type])
+            & (elayer == b.layer)
+            & (src >= b.src_start)
+            & (src < b.src_start + b.n_src)
+        )
         if sel.size != b.size:
             raise ValueError(f"{b.name}: graph has {sel.size} edges for {b.size} parameters")
+        size = int(np.prod(b.shape))
         flat = _FLAT_INDEX[b.kind](b, src[sel], dst[sel])
-        if np.bincount(flat, minlength=b.size).max(initial=0) > 1:
-            raise ValueError(f"{b.name}: two edges carry the same parameter")
-        out = np.empty(b.size, dtype=np.float32)
+        out = flats.setdefault(b.name, np.zeros(size, dtype=np.float32))
+        seen = counts.setdefault(b.name, np.zeros(size, dtype=np.int64))
+        seen += np.bincount(flat, minlength=size)
         out[flat] = graph.edge_attr[sel, VALUE]
-        params[b.name] = out.reshape(b.shape)
+    params: dict[str, np.ndarray] = {}
+    for b in template.blocks:
+        if b.name in params:
+            continue
+        if counts[b.name].max(initial=0) > 1:
+            raise ValueError(f"{b.name}: two edges carry the same parameter")
+        if counts[b.name].min(initial=1) < 1:  # pragma: no cover - sizes add up, so a gap implies a repeat
+            raise ValueError(f"{b.name}: a parameter has no edge")
+        params[b.name] = flats[b.name].reshape(b.shape)
     return params
+
+
+def _graph_bias_layers(spec: ArchSpec, graph: ParamGraph) -> tuple[int, ...]:
+    """Linear layers with an ``mlp.{i}.bias`` tensor: those with more bias nodes in their
+    output layer than the padding inputs account for (``spec.n_input_padding`` for linear 0)."""
+    n_linear = len(spec.mlp_shapes())
+    first = _first_mlp_layer(spec)
+    x = np.asarray(graph.x)
+    if x.ndim != 2 or x.shape[1] != 3:
+        raise ValueError(f"graph node features must have shape (n, 3), got {x.shape}")
+    linear = x[x[:, NTYPE] == NODE_TYPES["bias"], NLAYER].astype(np.int64) - first - 1
+    if np.any((linear < 0) | (linear >= n_linear)):
+        raise ValueError(f"graph node features do not match architecture {spec.name!r} (bias node layers)")
+    per_linear = np.bincount(linear, minlength=n_linear)
+    per_linear[0] -= spec.n_input_padding
+    return tuple(int(i) for i in np.flatnonzero(per_linear > 0))
 
 
 def graph_counts(spec: ArchSpec) -> tuple[int, int]:

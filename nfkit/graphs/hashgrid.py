@@ -53,6 +53,7 @@ def add_hash_grid(
         stop,
         entry_start,
         feat_start,
+        n_entries,
         (features, *map(int, sizes)),
     )
     return feat_start, block

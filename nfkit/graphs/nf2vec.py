@@ -8,10 +8,10 @@ padded from 4 to 16 rows; nf2vec's extra zeros complete the output layer to H ro
 a plain reshape, not a transpose: for the first layer (64, 144) each 64-wide row is a run of 64
 consecutive weights of W (row-major), exactly as nf2vec feeds it.
 
-nfkit's canonical ``mlp.{i}`` tensors are those (out, in) matrices without the padding, so this
-module rebuilds tiny-cuda-nn's padded layout (padded entries are zero: nfkit stores only the 4
-used output rows) and then follows nf2vec. For the paper's MLP architecture: 144 + 64 + 64 + 64 =
-336 rows of width 64.
+nfkit's canonical ``mlp.{i}`` tensors are those (out, in) matrices, the first layer's input
+padding columns included (``ArchSpec.mlp_input_dim``), minus the output padding: this module
+appends the output padding rows (zero: nfkit stores only the 4 used rows) and then follows
+nf2vec. For the paper's MLP architecture: 144 + 64 + 64 + 64 = 336 rows of width 64.
 
 nf2vec itself is defined for the MLP family only. For ``tri`` and ``hash`` (nfkit's extension,
 so a single-architecture baseline can run on any shard) the grid parameters, flattened in their
@@ -24,9 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from nfkit.nerf.specs import ArchSpec
-
-TCNN_ALIGN = 16  # tiny-cuda-nn pads input and output widths to a multiple of 16
+from nfkit.nerf.specs import TCNN_ALIGN, ArchSpec
 
 
 def _ceil_to(n: int, k: int) -> int:
@@ -34,16 +32,11 @@ def _ceil_to(n: int, k: int) -> int:
 
 
 def _padded_mlp_shapes(spec: ArchSpec) -> list[tuple[int, int]]:
+    """The canonical shapes with the last layer's rows padded: tcnn pads 4 -> 16 and nf2vec
+    appends (H - 16)·H zeros, so that block becomes max(16, H) rows."""
     shapes = spec.mlp_shapes()
-    out = []
-    for i, (o, n_in) in enumerate(shapes):
-        if i == 0:
-            n_in = _ceil_to(n_in, TCNN_ALIGN)
-        if i == len(shapes) - 1:
-            # tcnn pads 4 -> 16; nf2vec appends (H - 16)·H zeros: the block becomes H rows
-            o = max(_ceil_to(o, TCNN_ALIGN), spec.hidden_dim)
-        out.append((o, n_in))
-    return out
+    o, n_in = shapes[-1]
+    return [*shapes[:-1], (max(_ceil_to(o, TCNN_ALIGN), spec.hidden_dim), n_in)]
 
 
 def _grid_size(spec: ArchSpec) -> int:

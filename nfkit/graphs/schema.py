@@ -22,7 +22,7 @@ NODE_TYPES: dict[str, int] = {
     "neuron_input": 0,  # MLP input neuron fed by the coordinate encoding (frequency encoding)
     "neuron_hidden": 1,  # hidden neuron (permutable)
     "neuron_output": 2,  # output neuron (r, g, b, sigma)
-    "bias": 3,  # one per linear layer that has biases
+    "bias": 3,  # a constant-1 input: one per bias vector, one per tcnn padding input of mlp.0
     "triplane_spatial": 4,  # one per tri-plane location (plane, row, column)
     "triplane_channel": 5,  # one per tri-plane feature channel (an MLP input)
     "hash_entry": 6,  # one per hash-table entry (per level)
@@ -99,11 +99,13 @@ class ParamGraph:
 
 @dataclass(frozen=True)
 class ParamBlock:
-    """Where one parameter tensor lives in a graph template.
+    """Where one parameter tensor (or a column range of it) lives in a graph template.
 
-    Its values are ``edge_attr[start:stop, 0]`` in the tensor's row-major (C) order; its edges
-    have type ``edge_type`` and layer ``layer``; ``kind`` names the family function that maps
-    an edge's (source, target) back to the flat position of its value (used by the inverse).
+    Its values are ``edge_attr[start:stop, 0]`` in the tensor's row-major (C) order (for a
+    ``linear`` block: of the columns ``extra[2] : extra[2] + extra[3]``); its edges have type
+    ``edge_type`` and layer ``layer`` and leave the ``n_src`` source nodes from ``src_start``;
+    ``kind`` names the family function that maps an edge's (source, target) back to the flat
+    position of its value in the whole tensor (used by the inverse).
     """
 
     name: str
@@ -115,6 +117,7 @@ class ParamBlock:
     stop: int
     src_start: int  # first node id of the source block
     dst_start: int  # first node id of the target block
+    n_src: int  # number of source nodes (ids src_start .. src_start + n_src - 1)
     extra: tuple[int, ...] = ()  # family-specific sizes (see the family modules)
 
     @property

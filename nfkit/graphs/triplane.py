@@ -77,6 +77,7 @@ def add_triplane(
         stop,
         spatial_start,
         chan_start,
+        n_loc,
         (channels, res),
     )
     return chan_start, block

@@ -151,14 +151,11 @@ def hash_levels(spec: ArchSpec) -> tuple[HashLevel, ...]:
     """The levels of ``spec``'s hash grid (tcnn ``GridEncodingTemplated`` / ``kernel_grid``)."""
     if spec.family != "hash":
         raise ValueError(f"architecture {spec.name!r} has no hash grid (family {spec.family!r})")
-    f32 = np.float32
-    log2_scale = f32(np.log2(f32(spec.hash_per_level_scale)))
     table = 1 << spec.hash_log2_size
     levels, offset = [], 0
-    for level in range(spec.hash_levels):
-        scale = f32(f32(np.exp2(f32(level) * log2_scale)) * f32(spec.hash_base_res)) - f32(1.0)
-        res = int(np.ceil(scale)) + 1
-        size = min((res**3 + 7) // 8 * 8, table)
+    # scale and resolution: ArchSpec computes them with tcnn's float32 arithmetic
+    for scale, res in zip(spec.hash_level_scales(), spec.hash_level_resolutions(), strict=True):
+        size = min((res**3 + 7) // 8 * 8, table)  # tcnn's order: round up to 8, then cap at T
         # grid_index(): strides grow while stride <= size; hashed iff size < final stride
         stride = 1
         for _ in range(3):

@@ -6,13 +6,18 @@ products (no Python loop over NeRFs). Reference: the authors' tiny-cuda-nn field
 (``gmnerf/nf2vec/nerf/{mlp,triplane,hash}.py``):
 
 1. world positions ``x`` are normalised over the box ``AABB``: ``u = (x − lo)/(hi − lo)``;
-2. encoding (``nfkit.nerf.encodings``) -> MLP input of width ``spec.encoding_dim``:
+2. encoding (``nfkit.nerf.encodings``) of width ``spec.encoding_dim``:
 
    - ``mlp``:  frequency(u)
    - ``tri``:  [tri-plane features (C) ‖ frequency(u)], the tri-plane sampled at ``2u − 1``
      (the reference feeds [frequency ‖ tri-plane]; nfkit's canonical order puts the C
      channels first and ``nfkit.nerf.interop`` permutes the columns on import)
    - ``hash``: hash grid(u);
+
+   the MLP input (width ``spec.mlp_input_dim``) is [encoding ‖ 1 … 1]: tiny-cuda-nn pads it
+   to a multiple of 16 with the constant 1, so the first layer's weights on those inputs act
+   as a bias. It is computed as ``W[:, :enc] e + W[:, enc:].sum(-1)`` (the same function,
+   without materialising the ones);
 3. MLP without biases: ``h ← act(h Wᵢᵀ)`` (ReLU or sin), no activation on the last layer;
 4. ``rgb = sigmoid(out[:3])``, ``σ = trunc_exp(out[3] − 1)``, and σ = 0 outside the open box
    (the reference's ``selector``).
@@ -27,7 +32,7 @@ import torch
 from torch import Tensor
 
 from nfkit.nerf.encodings import frequency_encoding, hash_grid_encoding, triplane_features
-from nfkit.nerf.specs import ArchSpec
+from nfkit.nerf.specs import TCNN_ALIGN, ArchSpec
 
 __all__ = ["AABB", "density", "forward", "init_params", "mlp_init_bounds", "normalize", "trunc_exp"]
 
@@ -38,8 +43,6 @@ TRIPLANE_INIT_STD = 1e-3
 """Reference tri-plane init: ``torch.normal(0, 0.001)`` (``gmnerf/nf2vec/nerf/triplane.py``)."""
 HASH_INIT_RANGE = 1e-4
 """tcnn grid init: uniform(−1e−4, 1e−4) (``GridEncodingTemplated::initialize_params``)."""
-TCNN_ALIGNMENT = 16
-"""tcnn pads the MLP input and output widths to multiples of 16 (FullyFusedMLP, CutlassMLP)."""
 
 
 class _TruncExp(torch.autograd.Function):
@@ -80,25 +83,37 @@ def _check(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor) -> int:
     return b
 
 
+def _matmul(enc: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+    """``enc wᵀ (+ bias)``: (B, N, k) × (B, out, k) (+ (B, 1, out)) -> (B, N, out)."""
+    if bias is None:
+        return torch.bmm(enc, w.transpose(1, 2))
+    return torch.baddbmm(bias, enc, w.transpose(1, 2))
+
+
 def _first_layer(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, sin: str) -> Tensor:
-    """Encoding followed by the first linear layer, without materialising the concatenation."""
-    w0 = params["mlp.0"]  # (B, out, in)
+    """Encoding followed by the first linear layer, without materialising the concatenation
+    [encoding ‖ 1 … 1]: the weights on the constant-1 padding inputs are summed into a bias."""
+    w0 = params["mlp.0"]  # (B, out, mlp_input_dim)
+    enc_dim = spec.encoding_dim
+    bias = None
+    if spec.n_input_padding:
+        bias = w0[:, :, enc_dim:].sum(dim=-1).unsqueeze(1)  # (B, 1, out); gradient reaches every column
     u = normalize(x)
     if spec.family == "tri":
         lo, hi = AABB
         g = 2.0 * (x - lo) / (hi - lo) - 1.0  # reference: scaled_coords
         tri = triplane_features(params["triplane"], g)  # (B, N, C)
         c = spec.tri_channels
-        h = torch.bmm(tri, w0[:, :, :c].transpose(1, 2))
+        h = _matmul(tri, w0[:, :, :c], bias)
         if spec.freq_bands:
             freq = frequency_encoding(u, spec.freq_bands, sin=sin).to(w0.dtype)
-            h = torch.baddbmm(h, freq, w0[:, :, c : c + spec.freq_dim].transpose(1, 2))
+            h = torch.baddbmm(h, freq, w0[:, :, c:enc_dim].transpose(1, 2))
     else:
         if spec.family == "mlp":
             enc = frequency_encoding(u, spec.freq_bands, sin=sin).to(w0.dtype)
         else:
             enc = hash_grid_encoding(spec, params["hash_table"], u)
-        h = torch.bmm(enc, w0.transpose(1, 2))
+        h = _matmul(enc, w0[:, :, :enc_dim], bias)
     return h
 
 
@@ -159,8 +174,10 @@ def _next_multiple(n: int, k: int) -> int:
 def mlp_init_bounds(spec: ArchSpec) -> list[float]:
     """Half-width of the uniform init of each MLP layer, as tiny-cuda-nn computes it.
 
-    tcnn (``FullyFusedMLP`` / ``CutlassMLP::initialize_params``, ``gpu_matrix.h``) sees the
-    padded widths (input and output padded to 16):
+    tcnn (``FullyFusedMLP`` / ``CutlassMLP::initialize_params``, ``gpu_matrix.h``) draws every
+    entry of its padded matrices (the first layer's padding columns included, which nfkit
+    stores: ``mlp_input_dim`` inputs; the last layer's output padded 4 -> 16, which nfkit does
+    not store) from one distribution whose fans are the padded widths:
 
     - ReLU: Xavier uniform, ``sqrt(6 / (fan_in + fan_out))``;
     - sine: SIREN, ``30 / fan_in`` for the first layer and ``sqrt(6 / fan_in)`` after
@@ -169,8 +186,8 @@ def mlp_init_bounds(spec: ArchSpec) -> list[float]:
     shapes = spec.mlp_shapes()
     bounds = []
     for i, (out_dim, in_dim) in enumerate(shapes):
-        fan_in = _next_multiple(in_dim, TCNN_ALIGNMENT) if i == 0 else in_dim
-        fan_out = _next_multiple(out_dim, TCNN_ALIGNMENT) if i == len(shapes) - 1 else out_dim
+        fan_in = _next_multiple(in_dim, TCNN_ALIGN)  # the first layer's is mlp_input_dim already
+        fan_out = _next_multiple(out_dim, TCNN_ALIGN) if i == len(shapes) - 1 else out_dim
         if spec.activation == "sine":
             bounds.append(30.0 / fan_in if i == 0 else math.sqrt(6.0 / fan_in))
         else:
@@ -182,7 +199,8 @@ def init_params(spec: ArchSpec, generator: torch.Generator) -> dict[str, Tensor]
     """Random initial parameters of ONE NeRF (canonical shapes, float32, CPU).
 
     Distributions follow the reference: tri-plane N(0, 0.001²), hash table U(±1e−4), MLP
-    layers as :func:`mlp_init_bounds`. Tensors are drawn in canonical order from
+    layers as :func:`mlp_init_bounds` (every column of ``mlp.0``, the constant-1 padding
+    inputs' included, as tiny-cuda-nn initialises them). Tensors are drawn in canonical order from
     ``generator``, so a seed determines the result.
     """
     bounds = mlp_init_bounds(spec)

@@ -16,10 +16,12 @@ State-dict keys, by family (tensors fp32 or fp16):
 Differences handled here: the reference tri-plane MLP sees [frequency ‖ tri-plane] while the
 canonical order is [tri-plane ‖ frequency] (the first layer's columns are permuted); the
 tri-plane is stored channels-last. tiny-cuda-nn pads the MLP input to a multiple of 16 with
-the constant 1.0: for the hash family (8 features -> 16 inputs) the first layer's 8 padding
-columns act as a bias, which the bias-free canonical layout cannot hold. They are dropped
-with a warning (the imported NeRF then differs from the reference by that bias); mlp (144)
-and tri (304) have no input padding.
+the constant 1.0 (``tcnn.Network``'s Identity encoding appends the padding after the whole
+input the network is given, i.e. after the reference's concatenation: tri-8c sees
+[frequency 288 ‖ tri-plane 8 ‖ 1 × 8]); nfkit's canonical ``mlp.0`` keeps those columns
+(``ArchSpec.mlp_input_dim``) at the same place, after the encoding: [tri-plane ‖ frequency ‖
+1 … 1]. The import is therefore exact for every family (hash 8 -> 16 inputs, hash-3n 6 -> 16,
+tri-8c 296 -> 304 included): only the permutation of the encoding's columns is applied.
 
 tiny-cuda-nn's frequency encoding uses CUDA's fast ``__sinf`` (0 at the top frequencies):
 evaluate imported NeRFs with ``field.forward(..., sin="tcnn")`` to reproduce them.
@@ -45,13 +47,7 @@ from torch import Tensor
 from nfkit.nerf import init as nerf_init
 from nfkit.nerf.specs import ArchSpec
 from nfkit.nerf.store import NerfRecord, read_nerf_shard, write_nerf_shard
-from nfkit.nerf.tcnn_backend import (
-    canonical_to_tcnn_mlp,
-    tcnn_input_padding,
-    tcnn_mlp_n_params,
-    tcnn_mlp_to_canonical,
-    tcnn_padding_weights,
-)
+from nfkit.nerf.tcnn_backend import canonical_to_tcnn_mlp, tcnn_mlp_n_params, tcnn_mlp_to_canonical
 
 __all__ = [
     "UNKNOWN_INIT",
@@ -79,12 +75,18 @@ _KEY_MLP, _KEY_HASH, _KEY_TRI = "mlp_base.params", "encoding.params", "triplane"
 
 # --------------------------------------------------------------------------- conversion
 def _mlp_column_order(spec: ArchSpec) -> tuple[list[int], list[int]] | None:
-    """For the tri family: canonical column ``i`` = reference column ``perm[i]`` and back."""
+    """For the tri family: canonical column ``i`` = reference column ``perm[i]`` and back.
+
+    Reference first-layer columns: [freq (F) ‖ tri (C) ‖ padding (P)]; canonical:
+    [tri (C) ‖ freq (F) ‖ padding (P)]. The padding columns stay in place (both put them
+    after the encoding).
+    """
     if spec.family != "tri" or not spec.freq_dim:
         return None
     c, f = spec.tri_channels, spec.freq_dim
-    to_canon = list(range(f, f + c)) + list(range(f))  # reference is [freq ‖ tri]
-    to_ref = list(range(c, c + f)) + list(range(c))
+    pad = list(range(c + f, spec.mlp_input_dim))
+    to_canon = list(range(f, f + c)) + list(range(f)) + pad  # reference is [freq ‖ tri ‖ pad]
+    to_ref = list(range(c, c + f)) + list(range(c)) + pad
     return to_canon, to_ref
 
 
@@ -102,12 +104,11 @@ def _tensor(state: Mapping, key: str, source: str) -> Tensor:
 
 def reference_to_canonical(
     spec: ArchSpec, state: Mapping[str, Tensor], source: str = "state dict"
-) -> tuple[dict[str, np.ndarray], float]:
-    """A reference state dict -> (canonical params, largest dropped padding weight).
+) -> dict[str, np.ndarray]:
+    """A reference state dict -> canonical params (exact: every weight is kept, the first
+    layer's weights on tiny-cuda-nn's constant-1 padding inputs included).
 
-    The second value is the largest |weight| on tiny-cuda-nn's constant-1 padding inputs,
-    which the canonical layout drops (0 when the import is exact). ValueError (naming
-    ``source``) on missing keys or shapes that do not fit ``spec``.
+    ValueError (naming ``source``) on missing keys or shapes that do not fit ``spec``.
     """
     flat = _tensor(state, _KEY_MLP, source).reshape(-1)
     n = tcnn_mlp_n_params(spec)
@@ -119,7 +120,6 @@ def reference_to_canonical(
     order = _mlp_column_order(spec)
     if order is not None:
         params["mlp.0"] = params["mlp.0"][:, order[0]]
-    dropped = float(tcnn_padding_weights(spec, flat).abs().max()) if tcnn_input_padding(spec) else 0.0
     shapes = spec.param_shapes()
     if spec.family == "tri":
         tri = _tensor(state, _KEY_TRI, source)
@@ -138,13 +138,12 @@ def reference_to_canonical(
                 f"expects {shapes['hash_table'][0]}"
             )
         params["hash_table"] = table
-    out = {name: np.ascontiguousarray(params[name].numpy(), dtype=np.float32) for name in shapes}
-    return out, dropped
+    return {name: np.ascontiguousarray(params[name].numpy(), dtype=np.float32) for name in shapes}
 
 
 def canonical_to_reference(spec: ArchSpec, params: Mapping[str, np.ndarray | Tensor]) -> dict[str, Tensor]:
-    """Canonical params -> a reference state dict (the inverse of :func:`reference_to_canonical`;
-    padding weights are zero)."""
+    """Canonical params -> a reference state dict (the exact inverse of
+    :func:`reference_to_canonical`; tiny-cuda-nn's unused output padding rows are zero)."""
     t = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in params.items()}
     mlp = {k: v for k, v in t.items() if k.startswith("mlp.")}
     order = _mlp_column_order(spec)
@@ -258,9 +257,6 @@ class ImportReport:
     imported: int = 0
     skipped: int = 0
     """NeRFs in shards that already existed (a previous run)."""
-    lossy: int = 0
-    """NeRFs whose nonzero padding weights (a bias in tiny-cuda-nn) were dropped."""
-    max_dropped: float = 0.0
     failed: list[tuple[Path, str]] = field(default_factory=list)
     shards: list[Path] = field(default_factory=list)
     init_fingerprint: str = UNKNOWN_INIT
@@ -280,9 +276,7 @@ def load_reference_init(path: str | Path, spec: ArchSpec, out_dir: str | Path | 
         init = nerf_init.load_init(path)
         nerf_init.check_init_matches(init, spec)
         return init
-    params, dropped = reference_to_canonical(spec, load_state(path), source=str(path))
-    if dropped > 0:
-        log.warning("%s: dropped tiny-cuda-nn padding weights up to %.3g (a bias; see interop docs)", path, dropped)
+    params = reference_to_canonical(spec, load_state(path), source=str(path))
     init = nerf_init.from_params(spec, params)
     if out_dir is not None:
         nerf_init.save_init(init, nerf_init.init_path(spec, out_dir))
@@ -374,15 +368,11 @@ def _convert(ref: ReferenceNerf, spec: ArchSpec, init_fp: str, report: ImportRep
     from nfkit.data.classes import class_name
 
     try:
-        params, dropped = reference_to_canonical(spec, load_state(ref.path), source=str(ref.path))
+        params = reference_to_canonical(spec, load_state(ref.path), source=str(ref.path))
     except ValueError as exc:
         report.failed.append((ref.path, str(exc).strip().splitlines()[0]))
         log.debug("skipping %s: %s", ref.path, exc)
         return None
-    if dropped > 0:
-        report.lossy += 1
-        report.max_dropped = max(report.max_dropped, dropped)
-        log.info("%s: dropped tiny-cuda-nn padding weights up to %.3g", ref.path, dropped)
     return NerfRecord(
         object_id=ref.object_id,
         class_name=class_name(ref.class_folder),

@@ -15,6 +15,10 @@ Canonical parameter layout (the order is part of the on-disk format, see
   entry-major, ``entry * F + feature``, each level padded to a multiple of 8)
 - ``mlp.{i}``      (out_i, in_i)         i = 0 .. hidden_layers; no biases; the last has 4 rows
   (r, g, b, σ) — tiny-cuda-nn pads that output to 16, nfkit stores only the 4 used rows.
+  The first layer has ``mlp_input_dim`` inputs: ``encoding_dim`` rounded up to a multiple of
+  16 (:data:`TCNN_ALIGN`, tiny-cuda-nn's alignment); inputs encoding_dim..mlp_input_dim−1 of
+  the first layer are the constant 1 (tiny-cuda-nn's padding); their weights act as the first
+  layer's bias. The MLP layout is tiny-cuda-nn's, minus the output padding.
 
 Positions are normalised to [0, 1]^3 over the object box before every encoding, as the
 reference code does with nerfacc's AABB.
@@ -30,9 +34,15 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 Family = Literal["mlp", "tri", "hash"]
 FAMILIES: tuple[str, ...] = ("mlp", "tri", "hash")
 OUT_DIM = 4  # r, g, b, sigma
+TCNN_ALIGN = 16
+"""tiny-cuda-nn pads an MLP's input (with the constant 1) and output to multiples of 16."""
+HASH_FEATURES: tuple[int, ...] = (1, 2, 4, 8)
+"""Features per hash-grid level that tiny-cuda-nn supports (``create_grid_encoding``)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,22 @@ class ArchSpec:
             raise ValueError("hidden_layers and hidden_dim must be positive")
         if self.family == "hash" and self.freq_bands:
             raise ValueError("the hash family feeds the grid output alone to the MLP (freq_bands must be 0)")
+        if self.freq_bands < 0:
+            raise ValueError(f"freq_bands must be >= 0, got {self.freq_bands}")
+        if self.tri_res < 2:
+            raise ValueError(f"tri_res must be >= 2 (align_corners sampling needs two texels), got {self.tri_res}")
+        if self.tri_channels < 1:
+            raise ValueError(f"tri_channels must be >= 1, got {self.tri_channels}")
+        if self.hash_levels < 1:
+            raise ValueError(f"hash_levels must be >= 1, got {self.hash_levels}")
+        if self.hash_log2_size < 3:
+            raise ValueError(f"hash_log2_size must be >= 3 (levels are padded to multiples of 8 entries), got {self.hash_log2_size}")
+        if self.hash_features not in HASH_FEATURES:
+            raise ValueError(f"hash_features must be one of {HASH_FEATURES} (tiny-cuda-nn), got {self.hash_features}")
+        if self.hash_base_res < 1:
+            raise ValueError(f"hash_base_res must be >= 1, got {self.hash_base_res}")
+        if not self.hash_per_level_scale >= 1.0:
+            raise ValueError(f"hash_per_level_scale must be >= 1, got {self.hash_per_level_scale}")
 
     # ---------------------------------------------------------------- derived sizes
     @property
@@ -75,14 +101,20 @@ class ArchSpec:
     def hash_table_size(self) -> int:
         return 2**self.hash_log2_size
 
+    def hash_level_scales(self) -> list[float]:
+        """Per level, tiny-cuda-nn's float32 ``scale`` (``GridEncodingTemplated``, ``grid.h``):
+        ``exp2f(level * log2f(per_level_scale)) * base_resolution - 1.0f``, each operation
+        rounded to float32 (returned as Python floats holding those float32 values)."""
+        f32 = np.float32
+        log2_scale = np.log2(f32(self.hash_per_level_scale))
+        base = f32(self.hash_base_res)
+        return [
+            float(np.exp2(f32(level) * log2_scale) * base - f32(1.0)) for level in range(self.hash_levels)
+        ]
+
     def hash_level_resolutions(self) -> list[int]:
-        """Grid resolution per level, as tiny-cuda-nn computes it (SPEC §3)."""
-        log2_scale = math.log2(self.hash_per_level_scale)
-        out = []
-        for level in range(self.hash_levels):
-            scale = 2.0 ** (level * log2_scale) * self.hash_base_res - 1.0
-            out.append(int(math.ceil(scale)) + 1)
-        return out
+        """Grid vertices per axis and level: ``ceilf(scale) + 1`` (SPEC §3, tiny-cuda-nn)."""
+        return [int(np.ceil(np.float32(scale))) + 1 for scale in self.hash_level_scales()]
 
     def hash_level_sizes(self) -> list[int]:
         """Entries per level: min(res^3, T), rounded up to a multiple of 8."""
@@ -94,15 +126,27 @@ class ArchSpec:
 
     @property
     def encoding_dim(self) -> int:
-        """Width of the MLP input."""
+        """Width of the encoding (the MLP's inputs that vary with the position)."""
         if self.family == "mlp":
             return self.freq_dim
         if self.family == "tri":
             return self.tri_channels + self.freq_dim
         return self.hash_levels * self.hash_features
 
+    @property
+    def mlp_input_dim(self) -> int:
+        """Width of the MLP input: ``encoding_dim`` rounded up to a multiple of
+        :data:`TCNN_ALIGN`; the ``mlp_input_dim − encoding_dim`` extra inputs are 1."""
+        return -(-self.encoding_dim // TCNN_ALIGN) * TCNN_ALIGN
+
+    @property
+    def n_input_padding(self) -> int:
+        """Constant-1 padding inputs of the first layer (``mlp_input_dim − encoding_dim``)."""
+        return self.mlp_input_dim - self.encoding_dim
+
     def mlp_shapes(self) -> list[tuple[int, int]]:
-        dims = [self.encoding_dim] + [self.hidden_dim] * self.hidden_layers + [OUT_DIM]
+        """(out, in) of each weight matrix ``mlp.{i}``; the first has ``mlp_input_dim`` inputs."""
+        dims = [self.mlp_input_dim] + [self.hidden_dim] * self.hidden_layers + [OUT_DIM]
         return [(dims[i + 1], dims[i]) for i in range(len(dims) - 1)]
 
     def param_shapes(self) -> OrderedDict[str, tuple[int, ...]]:

@@ -9,14 +9,16 @@ Layout facts (tiny-cuda-nn, ``src/fully_fused_mlp.cu``, ``src/cutlass_mlp.cu``,
   (``gmnerf/datasets/single_arch.py``);
 - no biases; the input width is padded to a multiple of 16 and the output width (4) to 16
   (``REQUIRED_ALIGNMENT() == 16`` for FullyFusedMLP and CutlassMLP); the padded *inputs* are
-  filled with 1.0 by tcnn's encodings (``identity.h``, ``frequency.h``), the padded outputs
-  are ignored;
+  filled with 1.0 (``tcnn.Network`` is a ``NetworkWithInputEncoding`` with an Identity
+  encoding, ``identity.h``, which pads with 1), the padded outputs are ignored;
 - a hash grid's parameters are the canonical ``hash_table`` as is (level-major, entry-major).
 
-The conversions below are pure torch and run anywhere. :class:`TcnnField` needs CUDA and an
-importable ``tinycudann``; it feeds tcnn's network an explicitly zero-padded input so the
-padding columns see 0 and stay 0, which keeps it the same function as ``nfkit.nerf.field``
-(the frequency encoding and the tri-plane are computed in torch in both backends).
+nfkit's canonical ``mlp.0`` has ``spec.mlp_input_dim`` columns (the padded width: the padding
+columns are kept, they are the first layer's bias), so the conversions only add or drop the
+output padding rows (4 -> 16). They are pure torch and run anywhere. :class:`TcnnField` needs
+CUDA and an importable ``tinycudann``; it feeds tcnn's network [encoding ‖ 1 … 1], the same
+function as ``nfkit.nerf.field`` (the frequency encoding and the tri-plane are computed in
+torch in both backends).
 """
 
 from __future__ import annotations
@@ -30,28 +32,25 @@ from torch import Tensor
 
 from nfkit.nerf import field as nerf_field
 from nfkit.nerf.encodings import frequency_encoding, triplane_features
-from nfkit.nerf.specs import OUT_DIM, ArchSpec
+from nfkit.nerf.specs import OUT_DIM, TCNN_ALIGN, ArchSpec
 
 __all__ = [
     "TcnnField",
     "canonical_to_tcnn_mlp",
     "tcnn_available",
     "tcnn_hash_config",
-    "tcnn_input_padding",
     "tcnn_mlp_layer_shapes",
     "tcnn_mlp_n_params",
     "tcnn_mlp_to_canonical",
     "tcnn_network_config",
-    "tcnn_padding_weights",
 ]
 
 log = logging.getLogger(__name__)
 
-ALIGNMENT = 16
 FULLY_FUSED_WIDTHS = (16, 32, 64, 128)
 
 
-def _next_multiple(n: int, k: int = ALIGNMENT) -> int:
+def _next_multiple(n: int, k: int = TCNN_ALIGN) -> int:
     return (n + k - 1) // k * k
 
 
@@ -72,16 +71,10 @@ def tcnn_available() -> bool:
 
 # --------------------------------------------------------------------------- layouts
 def tcnn_mlp_layer_shapes(spec: ArchSpec) -> list[tuple[int, int]]:
-    """(out, in) of each weight matrix as tiny-cuda-nn stores it (padded widths)."""
+    """(out, in) of each weight matrix as tiny-cuda-nn stores it: the canonical shapes (whose
+    first layer already has the padded input width) with the output padded 4 -> 16."""
     shapes = spec.mlp_shapes()
-    padded = []
-    for i, (out_dim, in_dim) in enumerate(shapes):
-        if i == 0:
-            in_dim = _next_multiple(in_dim)
-        if i == len(shapes) - 1:
-            out_dim = _next_multiple(out_dim)
-        padded.append((out_dim, in_dim))
-    return padded
+    return [(_next_multiple(o) if i == len(shapes) - 1 else o, n) for i, (o, n) in enumerate(shapes)]
 
 
 def tcnn_mlp_n_params(spec: ArchSpec) -> int:
@@ -89,15 +82,11 @@ def tcnn_mlp_n_params(spec: ArchSpec) -> int:
     return sum(o * i for o, i in tcnn_mlp_layer_shapes(spec))
 
 
-def tcnn_input_padding(spec: ArchSpec) -> int:
-    """How many padding inputs tcnn appends to the MLP input (value 1.0 in tcnn's encodings)."""
-    return tcnn_mlp_layer_shapes(spec)[0][1] - spec.mlp_shapes()[0][1]
-
-
 def canonical_to_tcnn_mlp(spec: ArchSpec, params: Mapping[str, Tensor]) -> Tensor:
     """Canonical ``mlp.{i}`` -> tiny-cuda-nn's flat parameter vector.
 
-    Padding rows/columns are zero. Leading batch dimensions are kept.
+    The output padding rows (4 -> 16) are zero; the first layer's padding columns are the
+    canonical ones. Leading batch dimensions are kept.
 
     Shapes: ``params["mlp.i"]`` (..., out_i, in_i) -> (..., tcnn_mlp_n_params(spec)).
     """
@@ -112,7 +101,8 @@ def canonical_to_tcnn_mlp(spec: ArchSpec, params: Mapping[str, Tensor]) -> Tenso
 
 
 def tcnn_mlp_to_canonical(spec: ArchSpec, flat: Tensor) -> dict[str, Tensor]:
-    """tiny-cuda-nn's flat MLP parameter vector -> canonical ``mlp.{i}`` (padding dropped).
+    """tiny-cuda-nn's flat MLP parameter vector -> canonical ``mlp.{i}`` (exact: only the unused
+    output padding rows are dropped; the input padding columns are kept).
 
     Shapes: ``flat`` (..., tcnn_mlp_n_params(spec)) -> ``mlp.i`` (..., out_i, in_i).
     """
@@ -128,17 +118,6 @@ def tcnn_mlp_to_canonical(spec: ArchSpec, flat: Tensor) -> dict[str, Tensor]:
         out[f"mlp.{i}"] = w[..., :out_c, :in_c].contiguous()
         start += out_t * in_t
     return out
-
-
-def tcnn_padding_weights(spec: ArchSpec, flat: Tensor) -> Tensor:
-    """The first layer's weights on tcnn's padding inputs, (..., hidden, n_padding).
-
-    tcnn feeds those inputs the constant 1.0, so these columns act as a bias that the
-    canonical (bias-free) layout cannot hold; they are zero for NeRFs nfkit exported.
-    """
-    out_t, in_t = tcnn_mlp_layer_shapes(spec)[0]
-    w0 = flat[..., : out_t * in_t].reshape(*flat.shape[:-1], out_t, in_t)
-    return w0[..., :, in_t - tcnn_input_padding(spec) :]
 
 
 def tcnn_network_config(spec: ArchSpec) -> dict:
@@ -212,7 +191,7 @@ class TcnnField(torch.nn.Module):
             enc = torch.cat([tri, frequency_encoding(u, self.spec.freq_bands)], dim=-1)
         else:
             enc = self.encoding(u).float()
-        return torch.nn.functional.pad(enc, (0, self.in_width - enc.shape[-1]))
+        return torch.nn.functional.pad(enc, (0, self.in_width - enc.shape[-1]), value=1.0)  # tcnn's padding
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
         out = self.network(self._encode(x)).float()[:, :OUT_DIM]

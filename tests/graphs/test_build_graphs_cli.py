@@ -148,8 +148,9 @@ def test_arch_filter_and_stats(tmp_path):
     table = runner.invoke(app, ["build-graphs", "--stats", "--out", str(out)])
     assert table.exit_code == 0
     line = next(line for line in table.stdout.splitlines() if line.startswith("small-tri"))
-    nodes = 3 * 16 + 4 + 6 + 16 * 2 + 4
-    edges = 3 * 16 * 4 + 10 * 16 + 16 * 16 + 16 * 4
+    # MLP input: 4 channels + 6 frequencies, padded to 16 (6 constant-1 inputs = 6 bias nodes)
+    nodes = 3 * 16 + 4 + 6 + 6 + 16 * 2 + 4
+    edges = 3 * 16 * 4 + 16 * 16 + 16 * 16 + 16 * 4
     assert line.split()[:6] == ["small-tri", "tri", "1", "2", str(nodes), str(edges)]
     missing = runner.invoke(app, ["build-graphs", "--stats", "--out", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "no such graph folder" in missing.stderr

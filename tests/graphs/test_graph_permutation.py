@@ -98,3 +98,33 @@ def test_grid_symmetries_keep_the_edge_multiset(name):
     np.testing.assert_array_equal(
         edge_multiset(nerf_to_graph(spec, params)), edge_multiset(nerf_to_graph(spec, moved))
     )
+
+
+@pytest.mark.parametrize("name", ["hash-3n", "tri-8c"])
+def test_permuting_the_padding_inputs_keeps_function_and_edge_multiset(name):
+    """tcnn's padding inputs are all 1: permuting them (with mlp.0's padding columns) is a
+    symmetry, so their bias nodes carry no order and the graph does not change."""
+    spec = REGISTRY[name]
+    params = random_params(spec, seed=3)
+    enc, n_in = spec.encoding_dim, spec.mlp_input_dim
+    perm = np.random.default_rng(1).permutation(n_in - enc)
+    moved = {k: v.copy() for k, v in params.items()}
+    moved["mlp.0"][:, enc:] = params["mlp.0"][:, enc:][:, perm]
+    assert not np.array_equal(moved["mlp.0"], params["mlp.0"])
+    rng = np.random.default_rng(2)
+    inputs = np.concatenate([rng.uniform(-1, 1, size=(64, enc)), np.ones((64, n_in - enc))], axis=1)
+    w = [params[f"mlp.{i}"] for i in range(spec.hidden_layers + 1)]
+    w_m = [moved[f"mlp.{i}"] for i in range(spec.hidden_layers + 1)]
+    np.testing.assert_allclose(
+        mlp_forward(w_m, inputs, spec.activation), mlp_forward(w, inputs, spec.activation), rtol=1e-9, atol=1e-9
+    )
+    np.testing.assert_array_equal(
+        edge_multiset(nerf_to_graph(spec, params)), edge_multiset(nerf_to_graph(spec, moved))
+    )
+    # whereas moving a weight between an encoding column and a padding column changes both
+    swapped = {k: v.copy() for k, v in params.items()}
+    swapped["mlp.0"][:, [enc - 1, enc]] = params["mlp.0"][:, [enc, enc - 1]]
+    assert not np.allclose(mlp_forward([swapped["mlp.0"], *w[1:]], inputs, spec.activation), mlp_forward(w, inputs, spec.activation))
+    assert not np.array_equal(
+        edge_multiset(nerf_to_graph(spec, params)), edge_multiset(nerf_to_graph(spec, swapped))
+    )

@@ -34,6 +34,7 @@ def test_round_trip_is_bitwise_for_every_architecture(name):
 
 def test_round_trip_with_biases_on_a_synthetic_mlp():
     spec = ArchSpec("biased", "mlp", hidden_layers=2, hidden_dim=5, freq_bands=1)
+    assert (spec.encoding_dim, spec.mlp_input_dim) == (6, 16)  # 10 constant-1 padding inputs
     params = random_params(spec)
     rng = np.random.default_rng(1)
     for i, (out, _) in enumerate(spec.mlp_shapes()):
@@ -41,21 +42,28 @@ def test_round_trip_with_biases_on_a_synthetic_mlp():
     graph = nerf_to_graph(spec, params)
     x, (src, dst), attr = graph.x, graph.edge_index, graph.edge_attr
     bias_nodes = np.flatnonzero(x[:, 2] == 3)
-    assert len(bias_nodes) == 3  # one bias node per biased linear layer
-    for i, node in enumerate(bias_nodes):
+    # 10 padding inputs of linear 0, then one bias node per biased linear layer
+    assert len(bias_nodes) == 10 + 3
+    assert list(np.bincount(x[bias_nodes, 0])) == [0, 10 + 1, 1, 1]
+    vectors = [bias_nodes[10], bias_nodes[11], bias_nodes[12]]  # node order: padding first
+    for i, node in enumerate(vectors):
         sel = src == node
         assert sel.sum() == spec.mlp_shapes()[i][0]
         assert np.all(attr[sel, 2] == 1)  # linear_bias edges
         assert np.all(x[dst[sel], 0] == x[node, 0])  # the bias node sits in its outputs' layer
         np.testing.assert_array_equal(attr[sel, 0], params[f"mlp.{i}.bias"])
-    assert graph.num_nodes == 6 + 5 + 5 + 4 + 3
+    for k, node in enumerate(bias_nodes[:10]):
+        sel = src == node
+        np.testing.assert_array_equal(attr[sel, 0], params["mlp.0"][:, 6 + k])
+    assert graph.num_nodes == 6 + 5 + 10 + 5 + 4 + 3
     assert graph.num_edges == spec.n_params() + 5 + 5 + 4
     assert_same_params(graph_to_params(spec, graph), params)
-    # only some layers biased
-    del params["mlp.0.bias"], params["mlp.2.bias"]
-    graph = nerf_to_graph(spec, params)
-    assert (graph.x[:, 2] == 3).sum() == 1
-    assert_same_params(graph_to_params(spec, graph), params)
+    # only some layers biased, linear 0 (which also has the padding bias nodes) among them or not
+    for keep in ((1,), (0,), (0, 2), ()):
+        some = {k: v for k, v in params.items() if not k.endswith(".bias") or int(k.split(".")[1]) in keep}
+        graph = nerf_to_graph(spec, some)
+        assert (graph.x[:, 2] == 3).sum() == 10 + len(keep)
+        assert_same_params(graph_to_params(spec, graph), some)
 
 
 def test_inverse_reads_endpoints_not_edge_order():

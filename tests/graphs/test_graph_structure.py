@@ -19,9 +19,13 @@ def test_no_isolated_nodes_and_no_duplicate_ordered_nodes(name):
     assert graph.edge_index.min() == 0 and graph.edge_index.max() == graph.num_nodes - 1
     ordered = graph.x[graph.x[:, 1] != INDEX_UNORDERED]
     assert len(np.unique(ordered, axis=0)) == len(ordered), "two ordered nodes share features"
-    # directed from input to output: an edge never goes back a layer
+    # directed from input to output: weight and grid edges go one layer up; bias edges (the
+    # constant-1 padding inputs) stay within their outputs' layer
     src, dst = graph.edge_index
-    assert np.all(graph.x[dst, 0] == graph.x[src, 0] + 1)
+    bias = graph.edge_attr[:, 2] == EDGE_TYPES["linear_bias"]
+    assert np.all(graph.x[dst[~bias], 0] == graph.x[src[~bias], 0] + 1)
+    assert np.all(graph.x[dst[bias], 0] == graph.x[src[bias], 0])
+    assert bias.sum() == spec.n_input_padding * spec.hidden_dim
     # no self loops, no repeated edge
     assert np.all(src != dst)
     assert len(np.unique(src * graph.num_nodes + dst)) == graph.num_edges
@@ -35,8 +39,10 @@ def test_layer_counter_advances_after_the_grid():
         assert sorted(set(graph.edge_attr[weight, 1].astype(int))) == list(
             range(first, first + spec.hidden_layers + 1)
         )
-        grid = ~weight
+        etype = graph.edge_attr[:, 2]
+        grid = (etype == EDGE_TYPES["triplane"]) | (etype == EDGE_TYPES["hash"])
         assert np.all(graph.edge_attr[grid, 1] == 0)
+        assert np.all(graph.edge_attr[etype == EDGE_TYPES["linear_bias"], 1] == first)  # padding: linear 0
         assert graph.x[:, 0].max() == first + spec.hidden_layers + 1
         out = graph.x[graph.x[:, 2] == NODE_TYPES["neuron_output"]]
         np.testing.assert_array_equal(out[:, 1], [0, 1, 2, 3])
@@ -110,3 +116,28 @@ def test_hash_positions_and_mlp_inputs_level_major():
         np.testing.assert_array_equal(graph.x[src[sel], 1], offsets[level] + entries)
     # padding entries of the dense 3³ level are included (documented choice)
     assert (graph.x[:, 2] == NODE_TYPES["hash_entry"]).sum() == sum(sizes)
+
+
+@pytest.mark.parametrize("name", ["hash", "hash-3n", "tri-8c"])
+def test_padding_inputs_are_bias_nodes_of_the_first_layer(name):
+    spec = REGISTRY[name]
+    params = random_params(spec, seed=4)
+    graph = nerf_to_graph(spec, params)
+    first = 0 if spec.family == "mlp" else 1
+    enc, pad, h = spec.encoding_dim, spec.n_input_padding, spec.hidden_dim
+    bias_nodes = np.flatnonzero(graph.x[:, 2] == NODE_TYPES["bias"])
+    assert len(bias_nodes) == pad == spec.mlp_input_dim - enc
+    # unordered, in the first layer's output layer, like the bias node of a bias vector
+    np.testing.assert_array_equal(graph.x[bias_nodes], [[first + 1, INDEX_UNORDERED, NODE_TYPES["bias"]]] * pad)
+    hidden0 = graph.x[:, 0] == first + 1
+    for k, node in enumerate(bias_nodes):  # node order = padding column order
+        sel = graph.edge_index[0] == node
+        assert sel.sum() == h
+        attr = graph.edge_attr[sel]
+        assert np.all(attr[:, 1:3] == [first, EDGE_TYPES["linear_bias"]]) and np.all(attr[:, 3:] == POS_UNUSED)
+        targets = graph.edge_index[1, sel]
+        assert np.all(hidden0[targets]) and np.all(graph.x[targets, 2] == NODE_TYPES["neuron_hidden"])
+        np.testing.assert_array_equal(attr[:, 0], params["mlp.0"][:, enc + k])
+    # the encoding's columns are weight edges from the MLP's input nodes (not bias nodes)
+    cols = _first_layer_columns(graph, spec)
+    assert len(cols) == enc and not np.isin(cols, bias_nodes).any()

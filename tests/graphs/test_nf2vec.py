@@ -32,8 +32,12 @@ def test_hash_input_padding_and_grid_prefix():
     assert rows.shape == (grid_rows + 16 + 64 + 64 + 64, 64)
     np.testing.assert_array_equal(rows[:grid_rows].ravel(), params["hash_table"])
     first = rows[grid_rows : grid_rows + 16].reshape(64, 16)  # input 8 padded to 16 by tcnn
-    np.testing.assert_array_equal(first[:, :8], params["mlp.0"])
-    assert not first[:, 8:].any()
+    assert params["mlp.0"].shape == (64, 16)  # the canonical layer keeps tcnn's padding columns
+    np.testing.assert_array_equal(first, params["mlp.0"])
+    assert first[:, 8:].all()  # the padding weights (a bias) are fed to nf2vec as tcnn stores them
+    np.testing.assert_array_equal(rows[grid_rows + 16 : grid_rows + 144].ravel(), np.concatenate([params["mlp.1"].ravel(), params["mlp.2"].ravel()]))
+    np.testing.assert_array_equal(rows[grid_rows + 144 : grid_rows + 148], params["mlp.3"])
+    assert not rows[grid_rows + 148 :].any()
 
 
 def test_other_widths_and_errors():

@@ -22,6 +22,46 @@ def test_registry_has_the_13_architectures_of_table_7():
     assert get_arch("tri-2l").mlp_shapes() == [(64, 304), (64, 64), (4, 64)]
 
 
+def test_mlp_input_is_padded_to_tiny_cuda_nn_alignment():
+    # tiny-cuda-nn pads the MLP input to a multiple of 16 (constant 1): the canonical mlp.0 keeps it
+    widths = {name: (spec.encoding_dim, spec.mlp_input_dim) for name, spec in REGISTRY.items()}
+    assert widths == {
+        "mlp": (144, 144), "tri": (304, 304), "hash": (8, 16), "mlp-2l": (144, 144),
+        "mlp-32h": (144, 144), "tri-2l": (304, 304), "tri-32h": (304, 304), "tri-16w": (304, 304),
+        "tri-8c": (296, 304), "hash-2l": (8, 16), "hash-32h": (8, 16), "hash-3n": (6, 16),
+        "hash-11t": (8, 16),
+    }
+    assert get_arch("hash").mlp_shapes() == [(64, 16), (64, 64), (64, 64), (4, 64)]
+    assert get_arch("hash-32h").mlp_shapes()[0] == (32, 16)
+    assert get_arch("tri-8c").param_shapes()["mlp.0"] == (64, 304)
+    assert get_arch("hash").n_input_padding == 8 and get_arch("mlp").n_input_padding == 0
+    assert get_arch("hash").n_params() == 4 * 4096 * 2 + 64 * 16 + 2 * 64 * 64 + 4 * 64
+    assert ArchSpec("wide", "mlp", freq_bands=3).mlp_input_dim == 32  # 18 -> 32
+    assert ArchSpec("exact", "hash", hash_levels=8).mlp_input_dim == 16  # no padding at 16
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("hash_log2_size", 2, "hash_log2_size must be >= 3"),
+        ("tri_res", 1, "tri_res must be >= 2"),
+        ("hash_features", 3, "hash_features must be one of"),
+        ("freq_bands", -1, "freq_bands must be >= 0"),
+        ("hash_levels", 0, "hash_levels must be >= 1"),
+        ("hash_base_res", 0, "hash_base_res must be >= 1"),
+        ("hash_per_level_scale", 0.5, "hash_per_level_scale must be >= 1"),
+        ("hash_per_level_scale", float("nan"), "hash_per_level_scale must be >= 1"),
+        ("tri_channels", 0, "tri_channels must be >= 1"),
+    ],
+)
+def test_invalid_hyper_parameters_are_refused(field, value, message):
+    family = "tri" if field.startswith("tri") or field == "freq_bands" else "hash"
+    with pytest.raises(ValueError, match=message) as err:
+        ArchSpec("bad", family, **{field: value})
+    assert "\n" not in str(err.value)
+    ArchSpec("ok", family, **{field: {"hash_log2_size": 3, "tri_res": 2, "hash_features": 8}.get(field, 1)})
+
+
 def test_hash_levels_follow_tcnn_formulas():
     spec = get_arch("hash")
     assert spec.hash_level_resolutions() == [16, 32, 64, 128]
@@ -33,6 +73,11 @@ def test_hash_levels_follow_tcnn_formulas():
     odd = ArchSpec("odd", "hash", hash_base_res=5, hash_levels=1)
     # res = ceil(5 - 1) + 1 = 5; 125 entries rounded up to a multiple of 8
     assert odd.hash_level_sizes() == [128]
+    # float32, as tiny-cuda-nn: exp2f(3·log2f(1.5))·16 − 1 is exactly 53 (float64 gives
+    # 53.00000000000001, whose ceil would make the level 55 wide instead of 54)
+    f32 = ArchSpec("f32", "hash", hash_per_level_scale=1.5)
+    assert f32.hash_level_scales() == [15.0, 23.0, 35.0, 53.0]
+    assert f32.hash_level_resolutions() == [16, 24, 36, 54]
 
 
 def test_user_spec_from_json_and_errors(tmp_path):
@@ -71,7 +116,7 @@ def test_nerf_shard_round_trip(tmp_path):
     back = read_nerf_shard(tmp_path / "tri" / "shard-0.h5")
     assert [r.key for r in back] == ["chair/obj0", "chair/obj1", "chair/obj2"]
     assert back[1].arch == spec and back[1].psnr == pytest.approx(31.0)
-    for a, b in zip(recs, back):
+    for a, b in zip(recs, back, strict=True):
         for k in spec.param_shapes():
             np.testing.assert_array_equal(a.params[k], b.params[k])
     meta_only = list(iter_nerfs(tmp_path, load_params=False))

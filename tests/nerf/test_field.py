@@ -54,7 +54,8 @@ def test_batched_forward_equals_per_nerf_forward(name):
 
 
 def _explicit_forward(spec, p, x):
-    """One NeRF, written out layer by layer from the module docstring (no batching tricks)."""
+    """One NeRF, written out layer by layer from the module docstring (no batching tricks):
+    the MLP input is [encoding ‖ ones], materialised, as tiny-cuda-nn pads it."""
     lo, hi = field.AABB
     u = (x - lo) / (hi - lo)
     if spec.family == "mlp":
@@ -68,6 +69,8 @@ def _explicit_forward(spec, p, x):
             grid = torch.stack([g[:, a0], g[:, a1]], -1).view(1, 1, -1, 2)
             feats = feats + torch.nn.functional.grid_sample(p["triplane"][plane][None], grid, align_corners=True)[0, :, 0].T
         h = torch.cat([feats, frequency_encoding(u, spec.freq_bands)], -1)
+    assert h.shape[-1] == spec.encoding_dim
+    h = torch.cat([h, torch.ones(len(x), spec.mlp_input_dim - spec.encoding_dim)], -1)
     act = torch.relu if spec.activation == "relu" else torch.sin
     for i in range(spec.hidden_layers):
         h = act(h @ p[f"mlp.{i}"].T)
@@ -76,7 +79,7 @@ def _explicit_forward(spec, p, x):
     return torch.sigmoid(out[:, :3]), torch.exp(out[:, 3] - 1) * inside
 
 
-@pytest.mark.parametrize("name", ["mlp", "tri", "hash", "mlp-2l", "tri-16w", "hash-32h"])
+@pytest.mark.parametrize("name", ["mlp", "tri", "hash", "mlp-2l", "tri-16w", "tri-8c", "hash-32h", "hash-3n"])
 def test_forward_matches_explicit_layer_by_layer_computation(name):
     spec = get_arch(name)
     params = _params(spec, [7], noise=0.2)
@@ -122,6 +125,12 @@ def test_init_follows_tcnn_distributions_and_is_deterministic():
     assert field.mlp_init_bounds(mlp) == pytest.approx([math.sqrt(6 / 208), math.sqrt(6 / 128), math.sqrt(6 / 128), math.sqrt(6 / 80)])
     assert field.mlp_init_bounds(hsh)[0] == pytest.approx(math.sqrt(6 / 80))
     assert field.mlp_init_bounds(tri) == pytest.approx([30 / 304] + [math.sqrt(6 / 64)] * 3)
+    assert field.mlp_init_bounds(get_arch("tri-8c"))[0] == pytest.approx(30 / 304)  # 296 padded to 304
+    # tcnn initialises every entry of its padded first layer: nfkit stores and draws them all
+    w0 = field.init_params(hsh, torch.Generator().manual_seed(0))["mlp.0"]
+    assert w0.shape == (64, 16)
+    assert (w0[:, 8:].abs() > 0).all() and w0[:, 8:].abs().max() <= math.sqrt(6 / 80)
+    assert w0[:, 8:].abs().max() > 0.8 * math.sqrt(6 / 80)
     p = field.init_params(tri, torch.Generator().manual_seed(0))
     assert list(p) == list(tri.param_shapes())
     assert all(tuple(v.shape) == s and v.dtype == torch.float32 for v, s in zip(p.values(), tri.param_shapes().values(), strict=True))
@@ -137,7 +146,7 @@ def test_init_follows_tcnn_distributions_and_is_deterministic():
     assert not torch.equal(p["mlp.0"], other["mlp.0"])
 
 
-@pytest.mark.parametrize("name", ["mlp", "tri", "hash"])
+@pytest.mark.parametrize("name", ["mlp", "tri", "hash", "tri-8c", "hash-3n"])
 def test_gradients_match_the_explicit_computation(name):
     spec = get_arch(name)
     base = _params(spec, [2], noise=0.2)
@@ -150,6 +159,34 @@ def test_gradients_match_the_explicit_computation(name):
     (rgb_e.square().sum() + sigma_e.sum()).backward()
     for k in base:
         torch.testing.assert_close(p1[k].grad[0], p2[k].grad, rtol=1e-3, atol=1e-5)
+    pad = p1["mlp.0"].grad[0, :, spec.encoding_dim :]
+    assert pad.shape[-1] == spec.n_input_padding
+    if spec.n_input_padding:  # the padding weights are trained (a bias), all with the same gradient
+        assert pad.abs().sum() > 0
+        torch.testing.assert_close(pad, pad[:, :1].expand_as(pad))
+
+
+@pytest.mark.parametrize("name", ["hash", "hash-3n", "tri-8c"])
+def test_padding_columns_act_as_the_first_layer_bias(name):
+    spec = get_arch(name)
+    assert spec.mlp_shapes()[0] == (spec.hidden_dim, spec.mlp_input_dim)
+    assert spec.mlp_input_dim % 16 == 0 and spec.n_input_padding > 0
+    params = _params(spec, [1], noise=0.1)
+    enc = spec.encoding_dim
+    x = _positions(1, 64, seed=6)
+    rgb, sigma = field.forward(spec, params, x)
+    # only the sum over the padding columns matters: move weight between them, same function
+    moved = {k: v.clone() for k, v in params.items()}
+    w = moved["mlp.0"]
+    w[..., enc] += 0.7
+    w[..., enc + 1] -= 0.7
+    rgb_m, sigma_m = field.forward(spec, moved, x)
+    torch.testing.assert_close(rgb_m, rgb, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sigma_m, sigma, rtol=1e-5, atol=1e-6)
+    # ... and it is a bias: shifting it shifts the first layer's pre-activations
+    shifted = {k: v.clone() for k, v in params.items()}
+    shifted["mlp.0"][..., -1] += 0.5
+    assert not torch.allclose(field.density(spec, shifted, x), sigma, atol=1e-4)
 
 
 def test_tcnn_sine_option_changes_only_the_high_frequencies():

@@ -16,7 +16,6 @@ from nfkit.nerf import init as nerf_init
 from nfkit.nerf.encodings import frequency_encoding, hash_grid_encoding
 from nfkit.nerf.specs import get_arch
 from nfkit.nerf.store import iter_nerfs, read_shard_spec
-from nfkit.nerf.tcnn_backend import tcnn_mlp_layer_shapes
 
 runner = CliRunner()
 OBJECTS = [("02691156", "a1"), ("02691156", "a2"), ("03001627", "c1"), ("03001627", "c2"), ("04379243", "t1")]
@@ -49,9 +48,17 @@ def _write_reference_tree(tmp_path, spec, arch_folder, seeds):
     return root, truth
 
 
+def _reference_layer_shapes(spec, n_inputs):
+    """tcnn.Network(n_input_dims=n_inputs, 4): (out, in) of its weight matrices, input padded
+    to a multiple of 16, output 4 -> 16 (written out here, independently of nfkit)."""
+    h = spec.hidden_dim
+    return [(h, -(-n_inputs // 16) * 16)] + [(h, h)] * (spec.hidden_layers - 1) + [(16, h)]
+
+
 def _reference_forward(spec, state, x):
     """The authors' field (gmnerf nf2vec/nerf/*.py) on a reference state dict, in torch:
-    [frequency ‖ tri-plane] input, tri-plane stored (3, R, R, C), tcnn padding inputs = 1."""
+    [frequency ‖ tri-plane] input, tri-plane stored (3, R, R, C), and tcnn.Network's Identity
+    encoding appending constant-1 padding inputs after the whole input."""
     lo, hi = field.AABB
     u = (x - lo) / (hi - lo)
     flat = state["mlp_base.params"].float()
@@ -66,7 +73,7 @@ def _reference_forward(spec, state, x):
         enc = hash_grid_encoding(spec, state["encoding.params"][None].float(), u[None])[0]
     else:
         enc = frequency_encoding(u, spec.freq_bands)
-    shapes = tcnn_mlp_layer_shapes(spec)
+    shapes = _reference_layer_shapes(spec, enc.shape[1])
     h = torch.cat([enc, torch.ones(len(x), shapes[0][1] - enc.shape[1])], dim=1)  # tcnn pads with 1
     start = 0
     act = torch.relu if spec.activation == "relu" else torch.sin
@@ -80,17 +87,18 @@ def _reference_forward(spec, state, x):
     return torch.sigmoid(h[:, :3]), torch.exp(h[:, 3] - 1) * inside
 
 
-@pytest.mark.parametrize("name,folder", [("mlp", "mlp"), ("tri", "triplane"), ("hash", "hash")])
-def test_reference_conversion_roundtrip_and_same_function(name, folder):
+@pytest.mark.parametrize("name", ["mlp", "tri", "hash", "tri-8c", "hash-3n"])
+def test_reference_conversion_roundtrip_and_same_function(name):
     spec = get_arch(name)
     params = _random_params(spec, 0)
+    assert np.abs(params["mlp.0"][:, spec.encoding_dim :]).min(initial=1.0) > 0  # nonzero padding weights
     state = interop.canonical_to_reference(spec, params)
     if spec.family == "tri":
-        assert tuple(state["triplane"].shape) == (3, 32, 32, 16)
-    back, dropped = interop.reference_to_canonical(spec, state)
-    assert dropped == 0.0
-    assert all(np.array_equal(back[k], params[k]) for k in spec.param_shapes())
-    prefixed, _ = interop.reference_to_canonical(spec, {f"radiance_field.{k}": v.half() for k, v in state.items()})
+        assert tuple(state["triplane"].shape) == (3, 32, 32, spec.tri_channels)
+    assert state["mlp_base.params"].numel() == sum(o * n for o, n in _reference_layer_shapes(spec, spec.encoding_dim))
+    back = interop.reference_to_canonical(spec, state)
+    assert all(np.array_equal(back[k], params[k]) for k in spec.param_shapes())  # exact, padding included
+    prefixed = interop.reference_to_canonical(spec, {f"radiance_field.{k}": v.half() for k, v in state.items()})
     assert all(np.allclose(prefixed[k], params[k], atol=1e-2) for k in spec.param_shapes())  # fp16 files load too
     x = torch.rand(300, 3, generator=_gen()) * 1.3 - 0.65
     rgb, sigma = field.forward(spec, {k: torch.tensor(v)[None] for k, v in back.items()}, x[None])
@@ -160,18 +168,39 @@ def test_import_with_init_records_its_fingerprint_and_refuses_another_arch(tmp_p
     assert nerf_init.load_init(tmp_path / "o3" / "hash.init.h5").fingerprint == init.fingerprint
 
 
-def test_hash_padding_bias_is_reported_as_lossy(tmp_path):
-    spec = get_arch("hash")
-    root, truth = _write_reference_tree(tmp_path, spec, "hash", seeds=range(1))
-    path = root / "02691156" / "a1" / "nerf_weights.pth"
-    state = torch.load(path, weights_only=True)
-    w0 = state["mlp_base.params"][: 64 * 16].view(64, 16)
-    w0[:, 8:] = 0.25  # what tiny-cuda-nn trains: weights on its constant-1 padding inputs
-    torch.save(state, path)
-    result = runner.invoke(app, ["import-nerfs", str(root), "--arch", "hash", "--out", str(tmp_path / "s"), "--no-progress"])
-    assert result.exit_code == 0 and "1 NeRFs had nonzero weights" in result.output
+@pytest.mark.parametrize("name", ["hash", "tri-8c"])
+def test_imported_nerf_with_trained_padding_weights_is_the_reference_function(tmp_path, name):
+    """A reference file written directly in tcnn's layout (not through nfkit's converter), with
+    large weights on tcnn's constant-1 padding inputs, as tiny-cuda-nn trains them."""
+    spec = get_arch(name)
+    g = _gen(3)
+    shapes = _reference_layer_shapes(spec, spec.encoding_dim)
+    flat = torch.cat([torch.randn(o * n, generator=g) * (2.0 / n) ** 0.5 for o, n in shapes])
+    w0 = flat[: shapes[0][0] * shapes[0][1]].view(shapes[0])
+    w0[:, spec.encoding_dim :] = 0.25 + 0.5 * torch.rand(shapes[0][0], spec.n_input_padding, generator=g)
+    state = {"mlp_base.params": flat}
+    if spec.family == "hash":
+        state["encoding.params"] = torch.randn(spec.param_shapes()["hash_table"], generator=g) * 0.5
+    else:
+        state["triplane"] = torch.randn(3, spec.tri_res, spec.tri_res, spec.tri_channels, generator=g) * 0.5
+    folder = tmp_path / "ref" / "02691156" / "a1"
+    folder.mkdir(parents=True)
+    torch.save(state, folder / "nerf_weights.pth")
+    result = runner.invoke(app, ["import-nerfs", str(tmp_path / "ref"), "--arch", name, "--out", str(tmp_path / "s"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
     (record,) = iter_nerfs(tmp_path / "s")
-    assert np.array_equal(record.params["mlp.0"], truth["a1"]["mlp.0"])
+    # exact: the padding columns are stored, after the encoding's columns
+    np.testing.assert_array_equal(record.params["mlp.0"][:, spec.encoding_dim :], w0[:, spec.encoding_dim :].numpy())
+    x = torch.rand(400, 3, generator=_gen(4)) * 1.3 - 0.65
+    rgb, sigma = field.forward(spec, {k: torch.tensor(v)[None] for k, v in record.params.items()}, x[None])
+    ref_rgb, ref_sigma = _reference_forward(spec, state, x)
+    torch.testing.assert_close(rgb[0], ref_rgb, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(sigma[0], ref_sigma, rtol=1e-4, atol=1e-5)
+    # the padding weights matter: without them (the old, lossy import) it is another function
+    dropped = {k: torch.tensor(v)[None] for k, v in record.params.items()}
+    dropped["mlp.0"][..., spec.encoding_dim :] = 0.0
+    assert not torch.allclose(field.forward(spec, dropped, x[None])[0][0], ref_rgb, atol=1e-3)
 
 
 def test_nf2vec_json_split_lists(tmp_path):

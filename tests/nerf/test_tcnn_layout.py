@@ -19,7 +19,12 @@ def test_flat_sizes_match_the_reference_networks():
     assert tcnn_backend.tcnn_mlp_n_params(get_arch("tri")) == 64 * 304 + 2 * 64 * 64 + 16 * 64
     assert tcnn_backend.tcnn_mlp_n_params(get_arch("hash")) == 64 * 16 + 2 * 64 * 64 + 16 * 64
     assert tcnn_backend.tcnn_mlp_layer_shapes(get_arch("hash-2l")) == [(64, 16), (64, 64), (16, 64)]
-    assert [tcnn_backend.tcnn_input_padding(get_arch(n)) for n in ("mlp", "tri", "hash")] == [0, 0, 8]
+    # the canonical first layer has tcnn's padded input width: only the output padding differs
+    assert [get_arch(n).n_input_padding for n in ("mlp", "tri", "hash", "hash-3n", "tri-8c")] == [0, 0, 8, 10, 8]
+    for name in REGISTRY:
+        spec = get_arch(name)
+        assert tcnn_backend.tcnn_mlp_layer_shapes(spec)[:-1] == spec.mlp_shapes()[:-1]
+        assert tcnn_backend.tcnn_mlp_layer_shapes(spec)[0] == (spec.hidden_dim, spec.mlp_input_dim)
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
@@ -34,18 +39,23 @@ def test_canonical_tcnn_roundtrip_is_exact(name):
     assert all(torch.equal(back[k], mlp[k]) for k in mlp)
 
 
-def test_flat_layout_is_row_major_out_by_in_with_zero_padding():
-    spec = get_arch("hash-2l")  # layers (64, 8) -> padded (64, 16), (64, 64), (4, 64) -> (16, 64)
+def test_flat_layout_is_row_major_out_by_in_with_zero_output_padding():
+    spec = get_arch("hash-2l")  # layers (64, 16) (8 grid features + 8 padding), (64, 64), (4, 64) -> (16, 64)
+    assert spec.mlp_shapes() == [(64, 16), (64, 64), (4, 64)]
     mlp = {f"mlp.{i}": torch.arange(o * n, dtype=torch.float32).reshape(o, n) + 1 for i, (o, n) in enumerate(spec.mlp_shapes())}
     flat = tcnn_backend.canonical_to_tcnn_mlp(spec, mlp)
     w0 = flat[: 64 * 16].reshape(64, 16)
-    assert torch.equal(w0[:, :8], mlp["mlp.0"]) and torch.all(w0[:, 8:] == 0)
+    assert torch.equal(w0, mlp["mlp.0"])  # the padding columns 8..15 are kept, in place
     assert flat[16 * 3 + 5].item() == mlp["mlp.0"][3, 5].item()  # element (o, i) at o·in + i
+    assert flat[16 * 3 + 12].item() == mlp["mlp.0"][3, 12].item()  # a padding column
     w1 = flat[64 * 16 : 64 * 16 + 64 * 64].reshape(64, 64)
     assert torch.equal(w1, mlp["mlp.1"])
     w2 = flat[64 * 16 + 64 * 64 :].reshape(16, 64)
     assert torch.equal(w2[:4], mlp["mlp.2"]) and torch.all(w2[4:] == 0)
-    assert torch.equal(tcnn_backend.tcnn_padding_weights(spec, flat), torch.zeros(64, 8))
+    # tcnn's unused output rows are dropped on the way back, nothing else
+    flat[64 * 16 + 64 * 64 + 4 * 64 :] = 7.0
+    back = tcnn_backend.tcnn_mlp_to_canonical(spec, flat)
+    assert all(torch.equal(back[k], mlp[k]) for k in mlp)
 
 
 def test_wrong_flat_size_is_refused():
