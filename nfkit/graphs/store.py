@@ -30,7 +30,13 @@ import h5py
 import numpy as np
 
 from nfkit.graphs.schema import ParamGraph, vocabulary
-from nfkit.io.artifacts import ArtifactError, open_artifact, register_kind, write_artifact
+from nfkit.io.artifacts import (
+    ArtifactError,
+    find_h5_files,
+    open_artifact,
+    register_kind,
+    write_artifact,
+)
 from nfkit.nerf.specs import ArchSpec
 
 log = logging.getLogger(__name__)
@@ -449,17 +455,7 @@ def collate_graphs(data_list: Sequence):
 
 def find_graph_shards(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Graph shard files under the given files/folders (recursively, ``*.h5``), sorted."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found.extend(sorted(q for q in p.rglob("*.h5") if not q.name.startswith(".")))
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
-    return found
+    return find_h5_files(paths)
 
 
 class GraphDataset:

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,6 +48,12 @@ def fingerprint_bytes(*chunks: bytes) -> str:
     return h.hexdigest()[:16]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success only."""
@@ -56,6 +62,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -136,3 +143,19 @@ def read_header(path: str | os.PathLike) -> dict:
             "inputs": json.loads(f.attrs["nfkit_inputs"]),
             "created": str(f.attrs.get("nfkit_created", "")),
         }
+
+
+def find_h5_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """HDF5 files under the given files/folders (folders searched recursively for ``*.h5``,
+    hidden temporary files skipped), sorted per folder; a missing path is an error."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*.h5") if not q.name.startswith(".")))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    return found

@@ -26,7 +26,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from nfkit.io.artifacts import ArtifactError, open_artifact, register_kind, write_artifact
+from nfkit.io.artifacts import (
+    ArtifactError,
+    find_h5_files,
+    open_artifact,
+    register_kind,
+    write_artifact,
+)
 from nfkit.nerf.specs import ArchSpec
 
 NERF_SHARD = "nerf-shard"
@@ -172,17 +178,7 @@ def read_nerf_shard(path: str | Path, load_params: bool = True) -> list[NerfReco
 
 def find_shards(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Shard files under the given files/folders (recursively, ``*.h5``), sorted."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found.extend(sorted(q for q in p.rglob("*.h5") if not q.name.startswith(".")))
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
-    return found
+    return find_h5_files(paths)
 
 
 def iter_nerfs(paths: str | Path | Iterable[str | Path], load_params: bool = True) -> Iterator[NerfRecord]:

@@ -52,6 +52,15 @@ def test_atomic_path_renames_only_on_success(tmp_path):
         tmp.write_text("hello")
         assert not target.exists()
     assert target.read_text() == "hello"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+
+
+def _current_umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_wrong_kind_unknown_version_and_corruption_are_refused(tmp_path):
