@@ -24,7 +24,8 @@ demo: install
 	DEMO=$(DEMO) bash scripts/demo.sh
 
 bench: install
-	$(BIN)/nfkit bench --out $(DEMO)/bench
+	$(BIN)/python -m nfkit.bench.fit --out $(DEMO)/bench
+	$(BIN)/python -m nfkit.bench.graphs --out $(DEMO)/bench
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -25,7 +25,10 @@ echo "== 2/5 fit-nerfs: one NeRF per object for mlp, tri and hash (preset $PRESE
 "$NF" fit-nerfs "$DEMO/data" --arch mlp --arch tri --arch hash --preset "$PRESET" --out "$DEMO/nerfs"
 
 echo "== 3/5 render: fitted NeRFs next to ground truth"
-"$NF" render "$DEMO/nerfs" --cameras dataset --dataset "$DEMO/data" --views 4 --limit 6 --out "$DEMO/views"
+for arch in mlp tri hash; do
+  "$NF" render "$DEMO/nerfs" --arch "$arch" --cameras dataset --dataset "$DEMO/data" --views 4 --limit 2 \
+    --out "$DEMO/views" --no-progress
+done
 
 echo "== 4/5 build-graphs: parameter graphs"
 "$NF" build-graphs "$DEMO/nerfs" --out "$DEMO/graphs" --stats

@@ -66,7 +66,7 @@ def build_graphs_cmd(
             raise fail("give NeRF shards or folders to convert, or --stats to summarise --out")
         if not out.is_dir():
             raise FileNotFoundError(f"{out}: no such graph folder")
-    counts = {"built": 0, "skipped": 0, "filtered": 0, "ignored": 0, "failed": 0}
+    counts = {"built": 0, "skipped": 0, "filtered": 0, "failed": 0}
     graphs = 0
     for r in build_graphs(
         nerfs or [],
@@ -83,11 +83,10 @@ def build_graphs_cmd(
         elif r.status == "built":
             graphs += r.graphs
     if nerfs:
-        ignored = f", {counts['ignored']} other artifact(s) ignored" if counts["ignored"] else ""
         typer.echo(
             f"built {graphs} graphs in {counts['built']} shard(s) -> {out} "
             f"({counts['skipped']} up to date, {counts['filtered']} filtered out by --arch, "
-            f"{counts['failed']} failed{ignored})"
+            f"{counts['failed']} failed)"
         )
     if stats:
         table = graph_stats(out) if out.is_dir() else []

@@ -89,7 +89,9 @@ def _graph_section(graphs: Path) -> list[str]:
 
 
 def _pictures_section(run: Path) -> list[str]:
-    pics = sorted(run.glob("*.png")) + sorted((run / "views").rglob("*.png"))[:6]
+    views = run / "views"
+    per_arch = [sorted(d.rglob("*.png"))[:2] for d in sorted(views.iterdir()) if d.is_dir()] if views.is_dir() else []
+    pics = sorted(run.glob("*.png")) + [p for group in per_arch for p in group]
     if not pics:
         return []
     lines = ["## Pictures", ""]

@@ -26,9 +26,9 @@ from nfkit.graphs.store import (
     GraphShardWriter,
     find_graph_shards,
 )
-from nfkit.io.artifacts import ArtifactError, open_artifact, read_header
+from nfkit.io.artifacts import ArtifactError, open_artifact
 from nfkit.nerf.specs import ArchSpec
-from nfkit.nerf.store import NERF_SHARD, find_shards, read_nerf_shard, read_shard_spec
+from nfkit.nerf.store import find_shards, read_nerf_shard, read_shard_spec
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ SHARD_ERRORS = (ArtifactError, ValueError, OSError, KeyError, RuntimeError)
 class ShardResult:
     source: Path
     output: Path
-    status: str  # "built" | "skipped" (up to date) | "filtered" (--arch) | "ignored" | "failed"
+    status: str  # "built" | "skipped" (up to date) | "filtered" (--arch) | "failed"
     arch: str = ""
     graphs: int = 0
     seconds: float = 0.0
@@ -171,15 +171,6 @@ def build_graph_shard(
     return ShardResult(source, output, "built", spec.name, n, time.perf_counter() - t0)
 
 
-def _other_artifact_kind(path: Path) -> str | None:
-    """The kind of a readable nfkit artifact that is not a NeRF shard, else None."""
-    try:
-        kind = read_header(path)["kind"]
-    except (ArtifactError, OSError, KeyError, ValueError):
-        return None
-    return None if kind == NERF_SHARD else kind
-
-
 def _one_line(exc: BaseException, source: Path) -> str:
     msg = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
     if isinstance(exc, KeyError):
@@ -206,16 +197,11 @@ def build_graphs(
         raise ValueError(f"--nf2vec-width must be positive, got {nf2vec_width}")
     keep = None if archs is None else {a.lower() for a in archs}
     jobs: list[_Job] = []
-    for src, out, explicit in plan_outputs(inputs, out_dir):
+    for src, out, _ in plan_outputs(inputs, out_dir):
         try:
             spec, _, count = read_shard_spec(src)
         except SHARD_ERRORS as exc:
-            other = None if explicit else _other_artifact_kind(src)
-            if other is not None:  # e.g. fit-nerfs' inits/ next to the shards
-                log.info("%s: a %r artifact, not a NeRF shard; ignored", src, other)
-                yield ShardResult(src, out, "ignored", message=f"{other} artifact")
-            else:
-                yield ShardResult(src, out, "failed", message=_one_line(exc, src))
+            yield ShardResult(src, out, "failed", message=_one_line(exc, src))
             continue
         if keep is not None and spec.name.lower() not in keep:
             yield ShardResult(src, out, "filtered", spec.name, count)

@@ -455,7 +455,7 @@ def collate_graphs(data_list: Sequence):
 
 def find_graph_shards(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Graph shard files under the given files/folders (recursively, ``*.h5``), sorted."""
-    return find_h5_files(paths)
+    return find_h5_files(paths, kind=GRAPH_SHARD)
 
 
 class GraphDataset:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -30,6 +31,8 @@ import h5py
 from nfkit import __version__
 
 #: kind -> schema versions this nfkit can read. Each has a file in data_specs/.
+log = logging.getLogger(__name__)
+
 KNOWN_KINDS: dict[str, tuple[int, ...]] = {}
 
 
@@ -145,15 +148,40 @@ def read_header(path: str | os.PathLike) -> dict:
         }
 
 
-def find_h5_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """HDF5 files under the given files/folders (folders searched recursively for ``*.h5``,
-    hidden temporary files skipped), sorted per folder; a missing path is an error."""
+def peek_kind(path: str | os.PathLike) -> str | None:
+    """The ``nfkit_kind`` of a file without validating it; None if it is not a readable
+    nfkit artifact."""
+    try:
+        with h5py.File(path, "r") as f:
+            kind = f.attrs.get("nfkit_kind")
+    except OSError:
+        return None
+    return None if kind is None else str(kind)
+
+
+def find_h5_files(
+    paths: str | os.PathLike | Iterable[str | os.PathLike], kind: str | None = None
+) -> list[Path]:
+    """HDF5 files under the given files/folders, sorted per folder; a missing path is an error.
+
+    Folders are searched recursively for ``*.h5`` (hidden temporary files skipped). With
+    ``kind``, files found in a folder whose header names *another* nfkit kind (e.g. the shared
+    inits that ``fit-nerfs`` keeps next to its shards) are skipped; unreadable files and files
+    named explicitly are kept, so that their reader reports them.
+    """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(sorted(q for q in p.rglob("*.h5") if not q.name.startswith(".")))
+            for q in sorted(p.rglob("*.h5")):
+                if q.name.startswith("."):
+                    continue
+                other = peek_kind(q) if kind is not None else None
+                if other is not None and other != kind:
+                    log.info("%s: a %r artifact, not %r; skipped", q, other, kind)
+                    continue
+                found.append(q)
         elif p.is_file():
             found.append(p)
         else:

@@ -178,7 +178,7 @@ def read_nerf_shard(path: str | Path, load_params: bool = True) -> list[NerfReco
 
 def find_shards(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Shard files under the given files/folders (recursively, ``*.h5``), sorted."""
-    return find_h5_files(paths)
+    return find_h5_files(paths, kind=NERF_SHARD)
 
 
 def iter_nerfs(paths: str | Path | Iterable[str | Path], load_params: bool = True) -> Iterator[NerfRecord]:

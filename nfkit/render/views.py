@@ -132,7 +132,7 @@ def render_nerfs(
     vertical axis at ``elevation_deg``, ``distance`` and horizontal field of view ``fov_x``.
     """
     from nfkit.io.artifacts import read_header
-    from nfkit.nerf.store import NERF_SHARD, find_shards, read_nerf_shard
+    from nfkit.nerf.store import find_shards, read_nerf_shard
 
     if cameras not in ("dataset", "turntable"):
         raise ValueError(f"--cameras must be 'dataset' or 'turntable', got {cameras!r}")
@@ -151,9 +151,6 @@ def render_nerfs(
     jobs = []
     for shard in shards:
         header = read_header(shard)
-        if header["kind"] != NERF_SHARD:  # e.g. the shared inits kept in OUT/inits/
-            log.debug("skipping %s (a %s artifact)", shard, header["kind"])
-            continue
         eval_every = int(header["config"].get("fit", {}).get("eval_every", 0) or 0)
         for rec in read_nerf_shard(shard):
             if wanted_arch and rec.arch.name.lower() not in wanted_arch:
