@@ -12,11 +12,7 @@ from nfkit.cli._app import app
 _STAGES = ("synth", "fit", "import_nerfs", "render", "graphs")
 
 for _name in _STAGES:
-    # TEMPORARY while stages are being written in parallel: skip modules not yet present.
-    import importlib.util as _ilu
-
-    if _ilu.find_spec(f"nfkit.cli.{_name}") is not None:
-        __import__(f"nfkit.cli.{_name}")
+    __import__(f"nfkit.cli.{_name}")
 
 
 def main() -> None:
