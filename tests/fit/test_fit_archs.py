@@ -22,14 +22,6 @@ from nfkit.nerf.specs import REGISTRY
 CONFIG = PRESETS["tiny"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: OpenMP threads only add waiting on a busy machine
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     root = tmp_path_factory.mktemp("fit_archs") / "data"

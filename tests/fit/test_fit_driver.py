@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -24,14 +23,6 @@ from nfkit.nerf.store import iter_nerfs, read_nerf_shard
 
 # Two steps are enough to exercise the bookkeeping; quality is tested elsewhere.
 QUICK = dataclasses.replace(PRESETS["tiny"], steps=2, rays=32, samples=8, grid_res=4, resolution=16, batch_nerfs=2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: OpenMP threads only add waiting on a busy machine
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
