@@ -280,6 +280,7 @@ def load_object(
     max_views: int | None = None,
     resolution: int | None = None,
     transforms: str = "train",
+    shrink_only: bool = False,
 ) -> MultiViewObject:
     """Load the views and cameras of one object folder.
 
@@ -289,6 +290,8 @@ def load_object(
         resolution: downscale to this width (area filter, aspect kept); focal scales along.
         transforms: which ``transforms_<name>.json`` to read ("train"; falls back to
             ``transforms.json``).
+        shrink_only: treat ``resolution`` as an upper bound: images narrower than it are kept
+            at their own size instead of raising.
 
     Raises:
         FileNotFoundError: the folder, its transforms file or a frame image is missing.
@@ -331,6 +334,8 @@ def load_object(
         poses.append(pose)
     height, width = images[0].shape[:2]
     focal = focal_from_angle(float(meta["camera_angle_x"]), width)
+    if shrink_only and resolution is not None and resolution > width:
+        resolution = width
     if resolution is not None and resolution != width:
         if not 1 <= resolution <= width:
             raise ValueError(

@@ -157,15 +157,12 @@ class FitSummary:
 
 def _load(load_object, entry, config: FitConfig):
     """Load an object at ``config.resolution`` (or natively when the images are smaller)."""
-    max_views = config.max_views or None
-    if config.resolution:
-        try:
-            return load_object(entry, max_views=max_views, resolution=config.resolution)
-        except ValueError as exc:
-            if "resolution must be" not in str(exc):
-                raise
-            log.info("%s: images are smaller than %d px; fitting at their size", entry.path, config.resolution)
-    return load_object(entry, max_views=max_views)
+    obj = load_object(
+        entry, max_views=config.max_views or None, resolution=config.resolution or None, shrink_only=True
+    )
+    if config.resolution and obj.width < config.resolution:
+        log.info("%s: images are smaller than %d px; fitting at their size", entry.path, config.resolution)
+    return obj
 
 
 def resolve_backend(backend: str, device: str) -> str:

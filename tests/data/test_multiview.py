@@ -130,3 +130,13 @@ def test_broken_inputs_raise_clear_errors(tmp_path):
         load_object(obj)
     with pytest.raises(ValueError, match="resolution"):
         load_object(tmp_path / "scene", transforms="val", resolution=64)
+
+
+def test_shrink_only_keeps_small_images_at_their_size(synth_root):
+    entry = scan_dataset(synth_root, classes=["lamp"])[0]
+    with pytest.raises(ValueError, match="resolution must be between"):
+        load_object(entry, max_views=1, resolution=128)
+    native = load_object(entry, max_views=1, resolution=128, shrink_only=True)
+    assert native.width == 64 and native.images.shape == (1, 64, 64, 4)
+    smaller = load_object(entry, max_views=1, resolution=32, shrink_only=True)
+    assert smaller.width == 32
