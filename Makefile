@@ -9,7 +9,7 @@ DEMO   ?= demo_out
 $(BIN)/nfkit: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -c constraints.txt -e ".[dev,bench]"
 	@touch $(BIN)/nfkit
 
 install: $(BIN)/nfkit

@@ -11,6 +11,7 @@ from typing import TypeVar
 import typer
 
 from nfkit import __version__
+from nfkit.errors import NfkitError, UserError
 
 app = typer.Typer(
     name="nfkit",
@@ -46,10 +47,6 @@ def _root(
     )
 
 
-class UserError(Exception):
-    """An error caused by the user's input; printed as one line, exit code 1."""
-
-
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on stderr and return an Exit(1) to raise."""
     typer.echo(f"error: {message}", err=True)
@@ -61,13 +58,11 @@ F = TypeVar("F", bound=Callable)
 
 def user_errors(func: F) -> F:
     """Turn the library's user-facing exceptions into a one-line message and exit code 1."""
-    from nfkit.io.artifacts import ArtifactError
-
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (UserError, ArtifactError, ValueError, FileNotFoundError, FileExistsError) as exc:
+        except (NfkitError, ValueError, FileNotFoundError, FileExistsError) as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise fail(msg) from None
         except KeyboardInterrupt:

@@ -29,6 +29,7 @@ from pathlib import Path
 import h5py
 
 from nfkit import __version__
+from nfkit.errors import NfkitError
 
 #: kind -> schema versions this nfkit can read. Each has a file in data_specs/.
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 KNOWN_KINDS: dict[str, tuple[int, ...]] = {}
 
 
-class ArtifactError(Exception):
+class ArtifactError(NfkitError):
     """A missing, corrupt, unknown or incompatible artifact (message fits on one line)."""
 
 

@@ -1,0 +1,1 @@
+"""Embeddings of NeRFs: the artifact that every downstream stage reads."""
