@@ -1,0 +1,86 @@
+"""The trainable whole of ``pretrain-encoder``: encoder (+ decoder) (+ SigLIP's t and b)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nfkit.encoder.config import EncoderConfig
+from nfkit.encoder.data import GraphBank
+from nfkit.losses import SigLipLoss
+from nfkit.models.decoder import DecoderSpec, ImplicitDecoder
+from nfkit.models.gmn import GMNEncoder, GMNSpec
+from nfkit.models.nf2vec import Nf2vecEncoder
+
+
+class EncoderModel(nn.Module):
+    """Shapes: embed(bank, items) -> (len(items), embed_dim), in the order of ``items``."""
+
+    def __init__(self, config: EncoderConfig, nf2vec_width: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        if config.encoder == "gmn":
+            self.encoder: nn.Module = GMNEncoder(GMNSpec(config.hidden, config.layers, config.embed_dim))
+        else:
+            if nf2vec_width < 1:
+                raise ValueError("the nf2vec encoder needs the row width of the graphs' nf2vec rows")
+            widths = (512, 512, config.embed_dim, config.embed_dim)
+            self.encoder = Nf2vecEncoder(nf2vec_width, widths)
+        self.decoder = (
+            ImplicitDecoder(DecoderSpec(config.embed_dim, config.decoder_hidden, config.decoder_freq))
+            if config.uses_decoder
+            else None
+        )
+        self.siglip = SigLipLoss() if config.uses_contrastive else None
+
+    def embed(
+        self,
+        bank: GraphBank,
+        items: Sequence[tuple[str, int]],
+        max_src: int = 0,
+        readout_edges: int = 0,
+        generator: torch.Generator | None = None,
+        chunk: int = 0,
+    ) -> Tensor:
+        """Embeddings of graphs ``items`` = [(arch, row)], grouped by architecture internally.
+
+        ``max_src`` / ``readout_edges`` sample edges (training; the same subset for every graph
+        of an architecture in the call). ``chunk`` > 0 embeds at most that many graphs at once.
+        """
+        device = next(self.parameters()).device
+        out: list[Tensor | None] = [None] * len(items)
+        by_arch: dict[str, list[int]] = {}
+        for k, (arch, _) in enumerate(items):
+            by_arch.setdefault(arch, []).append(k)
+        for arch, ks in by_arch.items():
+            group = bank.archs[arch]
+            rows = [items[k][1] for k in ks]
+            step = chunk if chunk > 0 else len(rows)
+            for s in range(0, len(rows), step):
+                part = rows[s : s + step]
+                emb = self._embed_group(group, part, device, max_src, readout_edges, generator)
+                for j, k in enumerate(ks[s : s + step]):
+                    out[k] = emb[j]
+        return torch.stack(out)  # type: ignore[arg-type]
+
+    def _embed_group(self, group, rows, device, max_src, readout_edges, generator) -> Tensor:
+        import numpy as np
+
+        if isinstance(self.encoder, Nf2vecEncoder):
+            if group.nf2vec is None:
+                raise ValueError(f"{group.arch}: no nf2vec rows loaded")
+            x = torch.from_numpy(group.nf2vec[np.asarray(rows)]).to(device)
+            return self.encoder(x)
+        if group.structure is not None:
+            sample = None
+            if max_src > 0 or readout_edges > 0:
+                sample = group.structure.sample(max_src, readout_edges, generator)
+                sample = None if sample is None else sample.to(device)
+            values = torch.from_numpy(group.values[np.asarray(rows)]).to(device)
+            return self.encoder.forward_dense(values, group.structure, sample)
+        from torch_geometric.data import Batch
+
+        batch = Batch.from_data_list([group.sparse[r].to_data() for r in rows]).to(device)
+        return self.encoder(batch)

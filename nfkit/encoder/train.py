@@ -1,0 +1,439 @@
+"""``pretrain-encoder``: train the GMN (or nf2vec) encoder with the rendering and SigLIP losses.
+
+One step (seed 000 §4): ``batch_objects`` objects, each in two architectures (the gmnerf
+schedule, :func:`nfkit.encoder.data.pair_schedule`), are embedded; the SigLIP loss aligns the
+two embeddings of each object; the implicit decoder renders every NeRF's foreground rays through
+that NeRF's occupancy grid and its background points, against targets rendered once from the
+frozen NeRF (:mod:`nfkit.encoder.targets`). ``L = L_R + λ·L_C`` (``r+c``), ``L_R`` (``r``) or
+``L_C`` (``c``).
+
+Every epoch writes ``last.h5`` (weights + optimizer state); ``best.h5`` is the checkpoint with
+the best validation (decoder PSNR on validation NeRFs for r and r+c, validation SigLIP loss for
+c). ``resume=True`` continues from ``last.h5`` exactly: every random draw of epoch ``e`` comes
+from a generator seeded by (seed, e, step), so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nfkit.encoder.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    load_resume_state,
+    module_states,
+    resume_bytes,
+    save_checkpoint,
+)
+from nfkit.encoder.config import EncoderConfig
+from nfkit.encoder.data import GraphBank, pair_schedule
+from nfkit.encoder.model import EncoderModel
+from nfkit.encoder.targets import NerfTargets, TargetSpec, grid_of, targets_for
+from nfkit.errors import IncompatibleError, UserError
+from nfkit.graphs.schema import vocabulary
+from nfkit.render.renderer import render_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSummary:
+    out: Path
+    epochs_run: int
+    epoch: int
+    best_epoch: int
+    best_metric: float
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    n_train_objects: int = 0
+    n_train_graphs: int = 0
+    archs: list[str] = field(default_factory=list)
+
+
+def _step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch * 10_007 + step)
+
+
+def target_spec(config: EncoderConfig) -> TargetSpec:
+    return TargetSpec(
+        pool_rays=config.pool_rays,
+        cast_rays=config.cast_rays,
+        bg_pool=config.bg_pool,
+        n_samples=config.render_samples,
+        grid_res=config.grid_res,
+        seed=config.seed,
+    )
+
+
+def match_nerfs(bank: GraphBank, nerfs, progress: bool = False) -> dict[tuple[str, int], object]:
+    """The NeRF record of every graph of ``bank`` (by architecture, class and object id), with
+    its init checked against the graph's."""
+    from nfkit.nerf.store import iter_nerfs
+
+    wanted = {(m.arch, m.class_name, m.object_id): (a, r) for a, g in bank.archs.items() for r, m in enumerate(g.meta)}
+    found: dict[tuple[str, int], object] = {}
+    for rec in iter_nerfs(nerfs):
+        key = (rec.arch.name, rec.class_name, rec.object_id)
+        if key not in wanted:
+            continue
+        a, r = wanted[key]
+        if rec.init_fingerprint != bank.meta(a, r).init_fingerprint:
+            raise IncompatibleError(
+                f"{rec.shard}: NeRF {rec.key} ({a}) was fitted from init {rec.init_fingerprint}, "
+                f"its graph from {bank.meta(a, r).init_fingerprint}; rebuild the graphs"
+            )
+        found[(a, r)] = rec
+    missing = [k for k in wanted.values() if k not in found]
+    if missing:
+        a, r = missing[0]
+        m = bank.meta(a, r)
+        raise UserError(
+            f"{nerfs}: no NeRF for {len(missing)} graph(s), e.g. {a} {m.class_name}/{m.object_id}; "
+            "the rendering loss needs the NeRFs the graphs were built from"
+        )
+    return found
+
+
+def _decoder_loss(model, emb, targets: list[NerfTargets], config: EncoderConfig, gen: torch.Generator):
+    """Rendering loss of a batch: fg rays through each NeRF's grid + bg points."""
+    device = emb.device
+    b = emb.shape[0]
+    idx_r = [torch.randint(t.origins.shape[0], (config.fg_rays,), generator=gen) for t in targets]
+    origins = torch.stack([t.origins[i] for t, i in zip(targets, idx_r, strict=True)]).to(device)
+    dirs = torch.stack([t.dirs[i] for t, i in zip(targets, idx_r, strict=True)]).to(device)
+    rgb_t = torch.stack([t.rgb[i] for t, i in zip(targets, idx_r, strict=True)]).to(device)
+    op_t = torch.stack([t.opacity[i] for t, i in zip(targets, idx_r, strict=True)]).to(device)
+    background = torch.rand(b, 3, generator=gen).to(device)
+    grid = grid_of([t.grid.to(device) for t in targets])
+    field_fn = model.decoder.field(emb)
+    out = render_batch(field_fn, origins, dirs, config.render_samples, grid, background=background)
+    fg_target = rgb_t + (1.0 - op_t)[..., None] * background[:, None, :]
+    bg_pred = bg_target = None
+    if config.bg_points > 0:
+        idx_b = [torch.randint(t.bg_points.shape[0], (config.bg_points,), generator=gen) for t in targets]
+        pts = torch.stack([t.bg_points[i] for t, i in zip(targets, idx_b, strict=True)]).to(device)
+        rgb, sigma = model.decoder(emb, pts)
+        step = (1.4 * math.sqrt(3.0)) / config.render_samples
+        alpha = (1.0 - torch.exp(-sigma * step))[..., None]
+        bg_pred = rgb * alpha + background[:, None, :] * (1.0 - alpha)
+        bg_target = background[:, None, :].expand_as(bg_pred)
+    from nfkit.losses import rendering_loss
+
+    return rendering_loss(out.rgb, fg_target, bg_pred, bg_target, config.fg_weight, config.bg_weight)
+
+
+class _Validator:
+    """Decoder PSNR on validation NeRFs (one view each, teacher vs decoder through the teacher's
+    grid, black background) and the validation SigLIP loss; also the floor: decoding another
+    validation object's embedding."""
+
+    def __init__(self, bank, val_items, records, targets, config: EncoderConfig, device) -> None:
+        from nfkit.data.cameras import camera_rays
+        from nfkit.nerf import field as nerf_field
+        from nfkit.render.rays import turntable_cameras
+
+        self.bank, self.items, self.config, self.device = bank, val_items, config, device
+        self.targets = targets
+        res = config.val_resolution
+        c2w = turntable_cameras(1, elevation_deg=30.0, distance=2.0)
+        focal = 0.5 * res / math.tan(math.radians(25.0))
+        o, d = camera_rays(c2w, res, res, focal)
+        self.origins = o.reshape(1, -1, 3).contiguous()
+        self.dirs = d.reshape(1, -1, 3).contiguous()
+        self.teacher: list[torch.Tensor] = []
+        if records is not None:
+            from nfkit.encoder.targets import nerf_sine
+
+            for item in val_items:
+                rec = records[item]
+                params = {k: torch.from_numpy(np.asarray(v, np.float32))[None] for k, v in rec.params.items()}
+                grid = grid_of([targets[item].grid])
+                sine = nerf_sine(rec)
+
+                def fn(x, spec=rec.arch, params=params, sine=sine):
+                    return nerf_field.forward(spec, params, x, sin=sine)
+
+                with torch.no_grad():
+                    img = render_batch(fn, self.origins, self.dirs, config.render_samples, grid).rgb
+                self.teacher.append(img[0])
+
+    @torch.no_grad()
+    def __call__(self, model: EncoderModel) -> dict:
+        model.eval()
+        emb = model.embed(self.bank, self.items, chunk=4)
+        out: dict = {}
+        if model.decoder is not None and self.teacher:
+            psnrs, floors, fg_psnrs = [], [], []
+            n = len(self.items)
+            for k, item in enumerate(self.items):
+                grid = grid_of([self.targets[item].grid.to(self.device)])
+                o, d = self.origins.to(self.device), self.dirs.to(self.device)
+                pred = render_batch(model.decoder.field(emb[k : k + 1]), o, d, self.config.render_samples, grid).rgb[0]
+                other = self._other(k)
+                floor = render_batch(model.decoder.field(emb[other : other + 1]), o, d, self.config.render_samples, grid).rgb[0]
+                t = self.teacher[k].to(self.device)
+                psnrs.append(_psnr(pred, t))
+                floors.append(_psnr(floor, t))
+                mask = t.max(dim=-1).values > 0.02
+                if mask.any():
+                    fg_psnrs.append(_psnr(pred[mask], t[mask]))
+            out.update(
+                val_psnr=float(np.mean(psnrs)),
+                val_psnr_floor=float(np.mean(floors)),
+                val_psnr_fg=float(np.mean(fg_psnrs)) if fg_psnrs else float("nan"),
+                val_nerfs=n,
+            )
+        if model.siglip is not None:
+            pairs = self._pairs()
+            if pairs:
+                u = emb[[a for a, _ in pairs]]
+                v = emb[[b for _, b in pairs]]
+                out["val_siglip"] = float(model.siglip(u, v))
+        model.train()
+        return out
+
+    def _other(self, k: int) -> int:
+        """The next validation item of another object (the floor's embedding)."""
+        key = self._key(k)
+        n = len(self.items)
+        for j in range(1, n):
+            o = (k + j) % n
+            if self._key(o) != key:
+                return o
+        return k
+
+    def _key(self, k: int) -> str:
+        m = self.bank.meta(*self.items[k])
+        return f"{m.class_name}/{m.object_id}"
+
+    def _pairs(self) -> list[tuple[int, int]]:
+        by_obj: dict[str, list[int]] = {}
+        for k in range(len(self.items)):
+            by_obj.setdefault(self._key(k), []).append(k)
+        return [(v[0], v[1]) for v in by_obj.values() if len(v) >= 2]
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(torch.mean((a - b) ** 2))
+    return 10.0 * math.log10(1.0 / max(mse, 1e-10))
+
+
+def _pick_val_items(bank: GraphBank, n: int) -> list[tuple[str, int]]:
+    """Up to ``n`` validation graphs, spread over objects and architectures (deterministic)."""
+    by_obj: dict[str, list[tuple[str, int]]] = {}
+    for a, g in sorted(bank.archs.items()):
+        for r, m in enumerate(g.meta):
+            if m.split == "val":
+                by_obj.setdefault(f"{m.class_name}/{m.object_id}", []).append((a, r))
+    items = [it for k in sorted(by_obj) for it in by_obj[k]]
+    return items[:n]
+
+
+def pretrain_encoder(
+    graphs,
+    nerfs,
+    out: Path,
+    config: EncoderConfig,
+    device: str = "cpu",
+    resume: bool = False,
+    force: bool = False,
+    archs: list[str] | None = None,
+    progress: bool = True,
+) -> TrainSummary:
+    """Train an encoder on the graphs (and, for r / r+c, the NeRFs they came from)."""
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    last_path, best_path = out / "last.h5", out / "best.h5"
+    ckpt: Checkpoint | None = None
+    if last_path.exists() and not force:
+        if not resume:
+            raise UserError(f"{last_path} exists: pass --resume to continue that run, or --force to start over")
+        ckpt = load_checkpoint(last_path, with_resume=True)
+        if ckpt.config.to_dict() != config.to_dict():
+            diff = sorted(k for k, v in config.to_dict().items() if ckpt.config.to_dict().get(k) != v)
+            raise IncompatibleError(f"{last_path}: was trained with other settings ({', '.join(diff)}); use --force to start over")
+    out.mkdir(parents=True, exist_ok=True)
+
+    bank = GraphBank(graphs, archs=archs, splits={"train", "val"}, with_nf2vec=config.encoder == "nf2vec", progress=progress)
+    init_fps = bank.init_fingerprints()
+    train_objects = {
+        k: {a: r for a, r in v.items() if bank.meta(a, r).split == "train"}
+        for k, v in bank.index_by_object().items()
+    }
+    train_objects = {k: v for k, v in train_objects.items() if v}
+    if not train_objects:
+        raise UserError(f"{graphs}: no graphs of the train split")
+    families = sorted(bank.archs)
+    multi = sum(1 for v in train_objects.values() if len(v) >= 2)
+    if config.uses_contrastive and multi == 0:
+        raise UserError("the SigLIP loss (r+c, c) needs objects in at least two architectures")
+    nf2vec_width = 0
+    if config.encoder == "nf2vec":
+        shapes = {g.nf2vec.shape[1:] for g in bank.archs.values()}
+        if len(shapes) > 1:
+            raise UserError(f"nf2vec encodes one row layout; the graphs have {sorted(shapes)}: pick one --arch")
+        nf2vec_width = int(next(iter(shapes))[1])
+
+    records = targets = None
+    val_items = _pick_val_items(bank, config.val_nerfs)
+    if config.uses_decoder:
+        if nerfs is None:
+            raise UserError("the rendering loss (r, r+c) needs the NeRFs: give NERFS")
+        records = match_nerfs(bank, nerfs)
+        keys = sorted(records)
+        tlist = targets_for([records[k] for k in keys], target_spec(config), out / "targets.h5", progress=progress)
+        targets = dict(zip(keys, tlist, strict=True))
+
+    torch.manual_seed(config.seed)
+    model = EncoderModel(config, nf2vec_width).to(device)
+    schedule0 = pair_schedule(train_objects, 0, config.seed, families)
+    steps_per_epoch = max(1, math.ceil(len(schedule0) / config.batch_objects))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=steps_per_epoch * config.epochs, pct_start=config.pct_start
+    )
+    use_amp = config.amp and str(device).startswith("cuda")
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    history: list[dict] = []
+    start_epoch, step, best_metric, best_epoch = 0, 0, float("nan"), -1
+    if ckpt is not None:
+        model.encoder.load_state_dict(ckpt.state["encoder"])
+        if model.decoder is not None:
+            model.decoder.load_state_dict(ckpt.state["decoder"])
+        if model.siglip is not None:
+            model.siglip.load_state_dict(ckpt.state["siglip"])
+        rs = load_resume_state(ckpt)
+        optimizer.load_state_dict(rs["optimizer"])
+        scheduler.load_state_dict(rs["scheduler"])
+        if scaler is not None and rs.get("scaler"):
+            scaler.load_state_dict(rs["scaler"])
+        start_epoch, step = ckpt.epoch, ckpt.step
+        history, best_metric, best_epoch = list(ckpt.history), ckpt.best_metric, ckpt.best_epoch
+        log.info("resuming %s at epoch %d", last_path, start_epoch)
+
+    validator = _Validator(bank, val_items, records, targets, config, device) if val_items else None
+    trained = {
+        a: {
+            "fingerprint": g.arch_fingerprint,
+            "init_fingerprint": init_fps[a],
+            "structure_key": g.structure_key,
+            "spec": g.spec.to_dict(),
+        }
+        for a, g in bank.archs.items()
+    }
+    inputs = {f"graphs:{Path(p).name}": fp for p, fp in sorted(bank.sources.items())}
+    vocab = json.dumps(vocabulary(), sort_keys=True)
+    better = (lambda new, old: math.isnan(old) or new > old) if config.uses_decoder else (lambda new, old: math.isnan(old) or new < old)
+    metric_key = "val_psnr" if config.uses_decoder else "val_siglip"
+
+    model.train()
+    epochs_run = 0
+    for epoch in range(start_epoch, config.epochs):
+        schedule = pair_schedule(train_objects, epoch, config.seed, families)
+        batches = [schedule[i : i + config.batch_objects] for i in range(0, len(schedule), config.batch_objects)]
+        sums = {"loss": 0.0, "loss_r": 0.0, "loss_c": 0.0}
+        t_epoch, t_load = time.perf_counter(), 0.0
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", disable=not progress, leave=False)
+        for bi, batch in enumerate(bar):
+            t0 = time.perf_counter()
+            gen = _step_generator(config.seed, epoch, bi)
+            items = []
+            for key, a, b in batch:
+                items += [(a, train_objects[key][a]), (b, train_objects[key][b])]
+            batch_targets = [targets[it] for it in items] if targets is not None else None
+            t_load += time.perf_counter() - t0
+            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                emb = model.embed(bank, items, config.max_src, config.readout_edges, gen)
+                loss = emb.new_zeros(())
+                loss_r = loss_c = None
+                if model.decoder is not None:
+                    loss_r = _decoder_loss(model, emb.float(), batch_targets, config, gen)
+                    loss = loss + loss_r
+                if model.siglip is not None:
+                    distinct = [i for i, (_, a, b) in enumerate(batch) if a != b]
+                    if len(distinct) >= 1:
+                        u, v = emb[0::2][distinct].float(), emb[1::2][distinct].float()
+                        loss_c = model.siglip(u, v)
+                        loss = loss + (config.lambda_c * loss_c if model.decoder is not None else loss_c)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                if config.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                scaler.step(optimizer)  # nf2vec's public code never calls this
+                scaler.update()
+            else:
+                loss.backward()
+                if config.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+            scheduler.step()
+            step += 1
+            if not math.isfinite(float(loss)):
+                raise UserError(f"training diverged at epoch {epoch + 1}, step {bi + 1} (loss {float(loss)}); lower --lr")
+            sums["loss"] += float(loss)
+            sums["loss_r"] += float(loss_r) if loss_r is not None else 0.0
+            sums["loss_c"] += float(loss_c) if loss_c is not None else 0.0
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        bar.close()
+        seconds = time.perf_counter() - t_epoch
+        entry = {k: v / max(len(batches), 1) for k, v in sums.items()}
+        entry.update(epoch=epoch + 1, steps=len(batches), seconds=seconds, s_per_step=seconds / max(len(batches), 1),
+                     load_share=t_load / max(seconds, 1e-9), lr=scheduler.get_last_lr()[0])
+        if validator is not None and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
+            entry.update(validator(model))
+        history.append(entry)
+        improved = metric_key in entry and better(entry[metric_key], best_metric)
+        if improved:
+            best_metric, best_epoch = float(entry[metric_key]), epoch + 1
+        ck = Checkpoint(
+            config=config,
+            state=module_states(model),
+            epoch=epoch + 1,
+            step=step,
+            history=history,
+            best_metric=best_metric,
+            best_epoch=best_epoch,
+            trained_archs=trained,
+            vocabulary=vocab,
+            nf2vec_width=nf2vec_width,
+        )
+        if improved or (not best_path.exists() and validator is None):
+            save_checkpoint(best_path, ck, inputs)
+        ck.resume = resume_bytes(optimizer, scheduler, scaler)
+        save_checkpoint(last_path, ck, inputs)
+        epochs_run += 1
+        msg = f"epoch {epoch + 1}: loss {entry['loss']:.4f}"
+        if "val_psnr" in entry:
+            msg += f", val PSNR {entry['val_psnr']:.2f} dB (floor {entry['val_psnr_floor']:.2f})"
+        if "val_siglip" in entry:
+            msg += f", val SigLIP {entry['val_siglip']:.3f}"
+        log.info(msg)
+        if progress:
+            tqdm.write(msg)
+    if not best_path.exists() and last_path.exists():
+        # no validation split: the last checkpoint is the best one known
+        save_checkpoint(best_path, load_checkpoint(last_path), inputs)
+    return TrainSummary(
+        out=out,
+        epochs_run=epochs_run,
+        epoch=config.epochs,
+        best_epoch=best_epoch,
+        best_metric=best_metric,
+        history=history,
+        seconds=time.perf_counter() - t_start,
+        n_train_objects=len(train_objects),
+        n_train_graphs=sum(len(v) for v in train_objects.values()),
+        archs=families,
+    )
