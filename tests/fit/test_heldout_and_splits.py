@@ -36,7 +36,9 @@ def _blackout(folder, views, name="train"):
     from PIL import Image
 
     for v in views:
-        Image.new("RGBA", Image.open(folder / name / f"r_{v}.png").size, (0, 0, 0, 0)).save(folder / name / f"r_{v}.png")
+        with Image.open(folder / name / f"r_{v}.png") as im:
+            size = im.size
+        Image.new("RGBA", size, (0, 0, 0, 0)).save(folder / name / f"r_{v}.png")
 
 
 @pytest.fixture()
@@ -71,8 +73,8 @@ def test_training_views_are_not_the_heldout_views(cube_dataset, tmp_path):
     from PIL import Image
 
     for v in (1, 3):  # the training views now show the cube
-        Image.open(cube_dataset / "03001627" / "withtest" / "test" / "r_0.png").save(
-            cube_dataset / "03001627" / "heldout" / "train" / f"r_{v}.png")
+        with Image.open(cube_dataset / "03001627" / "withtest" / "test" / "r_0.png") as im:
+            im.save(cube_dataset / "03001627" / "heldout" / "train" / f"r_{v}.png")
     fit_dataset(cube_dataset, tmp_path / "nerfs", [SPEC], CONFIG, fit_fn=_cube_fit)
     recs = {r.object_id: r for r in iter_nerfs(tmp_path / "nerfs" / SPEC.name, load_params=False)}
     assert recs["heldout"].psnr < 20 and recs["withtest"].psnr < 20

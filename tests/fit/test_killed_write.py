@@ -72,6 +72,8 @@ def test_a_run_killed_during_a_shard_write_resumes(tmp_path):
     finally:
         if child.poll() is None:
             child.kill()
+            child.wait(timeout=30)
+        child.stdout.close()
     arch_dir = out / SPEC.name
     assert being_written.name.startswith(".")  # the write went to a hidden temporary file
     complete = find_shards(arch_dir)
