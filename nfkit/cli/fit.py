@@ -39,7 +39,7 @@ def fit_nerfs(
     batch_nerfs: int | None = typer.Option(None, "--batch-nerfs", help="NeRFs fitted at once (one batched model, one shard).", show_default=False),
     resolution: int | None = typer.Option(None, "--resolution", help="Image resolution for fitting and evaluation (0 = native).", show_default=False),
     grid_res: int | None = typer.Option(None, "--grid-res", help="Occupancy grid resolution per axis.", show_default=False),
-    eval_every: int | None = typer.Option(None, "--eval-every", help="Hold out views 0, N, 2N, ... for the PSNR (0 = no evaluation).", show_default=False),
+    eval_every: int | None = typer.Option(None, "--eval-every", help="Held-out PSNR: on the object's transforms_test.json views when it has one (NeRF-synthetic), else on training views 0, N, 2N, ... held back from training (0 = no evaluation).", show_default=False),
     max_views: int | None = typer.Option(None, "--max-views", help="Use at most this many views per object (0 = all).", show_default=False),
     seed: int | None = typer.Option(None, "--seed", help="Seed of ray sampling and backgrounds.", show_default=False),
     set_: list[str] = typer.Option(
@@ -60,6 +60,7 @@ def fit_nerfs(
     from nfkit.fit.config import parse_set_options, resolve_config
     from nfkit.fit.driver import fit_dataset, shard_from_env
     from nfkit.nerf.specs import TRAINING_ARCHS, get_arch
+    from nfkit.nerf.store import PSNR_ON
 
     # Large tensors are allocated and freed every step; under glibc's defaults they go back to
     # the kernel and every step pays the page faults again (SPEC §9). mallopt acts on the
@@ -90,5 +91,9 @@ def fit_nerfs(
     for a in summary.archs.values():
         psnr = f"{a.mean_psnr:.2f} dB" if math.isfinite(a.mean_psnr) else "n/a"
         rate = f"{a.nerfs_per_min:.2f} NeRFs/min" if a.fitted else "-"
-        typer.echo(f"{a.arch}: fitted {a.fitted}, skipped {a.skipped}, mean held-out PSNR {psnr}, {rate}")
+        on = ", ".join(f"{n} on {PSNR_ON.get(k, k)}" for k, n in sorted(a.psnr_on.items()) if k)
+        typer.echo(
+            f"{a.arch}: fitted {a.fitted}, skipped {a.skipped}, mean held-out PSNR {psnr}"
+            + (f" ({on})" if on else "") + f", {rate}"
+        )
     typer.echo(f"wrote {len(summary.shards)} shard(s) to {summary.out} in {summary.seconds:.1f} s")

@@ -17,12 +17,17 @@ def render(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: OUT/<arch>/<class>/<object_id>.png."),
     cameras: str = typer.Option(
         "turntable", "--cameras",
-        help="'dataset': the object's own cameras (needs --dataset), each row ground truth | render; 'turntable': views around the vertical axis.",
+        help="'dataset': the object's own cameras (needs --dataset), each row ground truth | render; 'turntable': views around the vertical axis; "
+        "or a transforms .json file (Blender convention: camera_angle_x, frames[].transform_matrix, optional w/h/fl_x): one PNG per view in "
+        "OUT/<arch>/<class>/<object_id>/, and the PSNR per view (printed and in psnr.json there) where the frames' images exist next to the file.",
+    ),
+    objects: list[str] = typer.Option(
+        None, "--object", help="Only render this NeRF (repeatable): class/object_id or object_id.", show_default=False,
     ),
     dataset: Path | None = typer.Option(None, "--dataset", help="The multi-view dataset the NeRFs were fitted on (for --cameras dataset)."),
     turntable: int = typer.Option(8, "--turntable", help="Number of turntable views (with --cameras turntable)."),
     views: int = typer.Option(4, "--views", help="Dataset views per NeRF (held-out views first)."),
-    resolution: int = typer.Option(0, "--resolution", help="Image size in pixels (0: the dataset's; 128 for a turntable)."),
+    resolution: int = typer.Option(0, "--resolution", help="Image width in pixels (0: the dataset's or the cameras file's; 128 for a turntable)."),
     elevation: float = typer.Option(30.0, "--elevation", help="Turntable elevation above the horizon, degrees."),
     distance: float = typer.Option(3.4, "--distance", help="Turntable camera distance to the origin."),
     fov: float = typer.Option(0.8, "--fov", help="Turntable horizontal field of view, radians (the procedural dataset's)."),
@@ -36,8 +41,11 @@ def render(
     """Render stored NeRFs with the fitter's sampler and compositing, on black."""
     from nfkit.render.views import render_nerfs
 
+    mode = cameras.strip()
+    if mode.lower() in ("dataset", "turntable"):
+        mode = mode.lower()
     results = render_nerfs(
-        nerfs, out, cameras=cameras.strip().lower(), dataset=dataset, turntable=turntable, views=views,
+        nerfs, out, cameras=mode, objects=objects, dataset=dataset, turntable=turntable, views=views,
         resolution=resolution, elevation_deg=elevation, distance=distance, fov_x=fov,
         n_samples=samples, grid_res=grid_res, limit=limit, arch=arch, device=resolve_device(device),
         progress=progress,
@@ -45,4 +53,7 @@ def render(
     for r in results:
         psnr = f", PSNR vs ground truth {r.psnr:.2f} dB" if math.isfinite(r.psnr) else ""
         typer.echo(f"{r.arch} {r.key}: {r.n_views} views -> {r.path}{psnr}")
+        if r.psnr_file is not None:
+            per_view = " ".join(f"{p:.2f}" if math.isfinite(p) else "-" for p in r.view_psnr)
+            typer.echo(f"  PSNR per view (dB): {per_view} -> {r.psnr_file}")
     typer.echo(f"rendered {len(results)} NeRF(s) to {out}")

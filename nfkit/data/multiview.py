@@ -358,6 +358,120 @@ def load_object(
     )
 
 
+# ----------------------------------------------------------------------------- cameras files
+
+
+@dataclass
+class CameraSet:
+    """The cameras of any Blender-convention transforms file, with ground truth where present.
+
+    Attributes:
+        c2w: (V, 4, 4) float32 camera-to-world matrices, OpenGL convention.
+        width, height, focal: image size and focal length in pixels (at the requested width).
+        names: (V,) a name per view (the frame's ``file_path`` stem, else its index).
+        images: (V,) (H, W, 4) float32 RGBA ground truth per view, None where the frame's
+            image is absent.
+    """
+
+    path: Path
+    c2w: np.ndarray
+    width: int
+    height: int
+    focal: float
+    names: list[str]
+    images: list[np.ndarray | None]
+
+
+def _positive_number(meta: dict, key: str, path: Path) -> float | None:
+    if key not in meta:
+        return None
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{path}: {key!r} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def load_cameras(path: str | Path, resolution: int | None = None) -> CameraSet:
+    """Read the cameras of a transforms file (``camera_angle_x``, ``frames[].transform_matrix``;
+    optional NeRF-synthetic ``w``, ``h``, ``fl_x``) and the ground-truth images its frames name,
+    when they exist next to it.
+
+    Image size: ``w``/``h`` if given, else the first ground-truth image's size; ``resolution``
+    sets the width (height and focal scale along). Focal: ``fl_x`` if given, else
+    ``0.5·W / tan(0.5·camera_angle_x)``; pixels are square and the principal point is the image
+    centre (a file whose ``fl_y``, ``cx`` or ``cy`` says otherwise is refused).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: a malformed file, or no image size.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such cameras file")
+    meta = _read_json(path)
+    frames = meta["frames"]
+    poses, names, files = [], [], []
+    for i, frame in enumerate(frames):
+        try:
+            pose = np.asarray(frame["transform_matrix"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: frame {i} needs a 4x4 'transform_matrix'") from None
+        if pose.shape == (3, 4):
+            pose = np.vstack([pose, [0.0, 0.0, 0.0, 1.0]])
+        if pose.shape != (4, 4) or not np.isfinite(pose).all():
+            raise ValueError(f"{path}: frame {i} transform_matrix must be a finite 4x4 matrix")
+        poses.append(pose)
+        file_path = frame.get("file_path") if isinstance(frame, dict) else None
+        names.append(Path(str(file_path)).stem if file_path else f"{i:03d}")
+        image = None
+        if file_path:
+            try:
+                image = _image_path(path.parent, str(file_path), path)
+            except FileNotFoundError:
+                image = None
+        files.append(image)
+    images = [None if f is None else _read_rgba(f) for f in files]
+    sizes = {im.shape[:2] for im in images if im is not None}
+    if len(sizes) > 1:
+        raise ValueError(f"{path}: the ground-truth images have different sizes {sorted(sizes)}")
+    w, h = _positive_number(meta, "w", path), _positive_number(meta, "h", path)
+    if w is None or h is None:
+        if not sizes:
+            raise ValueError(f"{path}: no image size: give 'w' and 'h' in the file, or ground-truth images")
+        h, w = next(iter(sizes))
+    width, height = int(round(w)), int(round(h))
+    if sizes and next(iter(sizes)) != (height, width):
+        raise ValueError(f"{path}: 'w'/'h' ({width}x{height}) differ from the images' size")
+    fl_x = _positive_number(meta, "fl_x", path)
+    try:
+        focal = fl_x if fl_x is not None else focal_from_angle(float(meta["camera_angle_x"]), width)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: 'camera_angle_x' must be an angle in (0, pi) radians, got {meta['camera_angle_x']!r}") from None
+    fl_y = _positive_number(meta, "fl_y", path)
+    if fl_y is not None and abs(fl_y - focal) > 1e-3 * focal:
+        raise ValueError(f"{path}: fl_y {fl_y} differs from fl_x {focal}; only square pixels are supported")
+    for key, centre in (("cx", width / 2), ("cy", height / 2)):
+        value = _positive_number(meta, key, path)
+        if value is not None and abs(value - centre) > 0.5:
+            raise ValueError(f"{path}: {key} {value} is not the image centre {centre}; not supported")
+    if resolution is not None and resolution != width:
+        if resolution < 1:
+            raise ValueError(f"resolution must be >= 1, got {resolution}")
+        new_h = max(1, round(height * resolution / width))
+        focal *= resolution / width
+        images = [None if im is None else downscale(im, resolution, new_h) if resolution < width else
+                  _upscale(im, resolution, new_h) for im in images]
+        width, height = resolution, new_h
+    return CameraSet(path, np.stack(poses).astype(np.float32), width, height, float(focal), names, images)
+
+
+def _upscale(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear resize of an (H, W, 4) RGBA image, for ground truth smaller than the render."""
+    return np.stack(
+        [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c])).resize((width, height), Image.Resampling.BILINEAR))
+         for c in range(4)], axis=-1,
+    ).clip(0.0, 1.0).astype(np.float32)
+
+
 # ----------------------------------------------------------------------------- checking
 
 

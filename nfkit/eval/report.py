@@ -35,9 +35,11 @@ def _dataset_section(data: Path) -> list[str]:
 
 
 def _fit_section(nerfs: Path) -> list[str]:
-    from nfkit.nerf.store import iter_nerfs
+    from nfkit.nerf.store import PSNR_ON, find_shards, iter_nerfs
 
-    shards = [p for p in nerfs.rglob("*.h5") if "inits" not in p.parts]
+    # NeRF shards only, by their header (the shared inits kept in nerfs/inits/ are another
+    # kind); not by folder names, which may be anywhere in the run folder's own path
+    shards = find_shards(nerfs)
     if not shards:
         return []
     by_arch: dict[str, list] = defaultdict(list)
@@ -46,18 +48,23 @@ def _fit_section(nerfs: Path) -> list[str]:
     lines = [
         "## fit-nerfs",
         "",
-        "| arch | NeRFs | held-out PSNR mean (dB) | min | max | fit s/NeRF (mean) | init |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| arch | NeRFs | held-out PSNR mean (dB) | min | max | PSNR measured on | fit s/NeRF (mean) | init |",
+        "|---|---:|---:|---:|---:|---|---:|---|",
     ]
     for arch, recs in by_arch.items():
         psnr = np.array([r.psnr for r in recs], float)
         secs = np.array([r.fit_seconds for r in recs], float)
         ok = psnr[np.isfinite(psnr)]
         fmt = (lambda v: f"{v:.2f}") if ok.size else (lambda v: "n/a")
+        on: dict[str, int] = defaultdict(int)
+        for r in recs:
+            on[r.psnr_on] += 1
+        on_text = "; ".join(f"{PSNR_ON.get(k, k)} ({n})" for k, n in sorted(on.items()) if k) or "n/a"
+        mean_secs = f"{np.nanmean(secs):.1f}" if np.isfinite(secs).any() else "n/a"
         lines.append(
             f"| {arch} | {len(recs)} | {fmt(ok.mean() if ok.size else math.nan)} | "
             f"{fmt(ok.min() if ok.size else math.nan)} | {fmt(ok.max() if ok.size else math.nan)} | "
-            f"{np.nanmean(secs):.1f} | `{recs[0].init_fingerprint}` |"
+            f"{on_text} | {mean_secs} | `{recs[0].init_fingerprint}` |"
         )
     worst = sorted(
         (r for rs in by_arch.values() for r in rs if math.isfinite(r.psnr)), key=lambda r: r.psnr

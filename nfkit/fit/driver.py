@@ -97,6 +97,11 @@ def completed_keys(arch_dir: Path, spec: ArchSpec, init_fingerprint: str) -> set
             raise ValueError(
                 f"{shard} holds architecture {first.arch.name!r}, not {spec.name!r}; use another --out"
             )
+        if first.sin != "exact":
+            raise ValueError(
+                f"{shard} holds NeRFs trained with tiny-cuda-nn's fast sine (imported), not nfkit fits; "
+                "use another --out"
+            )
         if first.init_fingerprint != init_fingerprint:
             raise ValueError(
                 f"{shard} was fitted from init {first.init_fingerprint}, not {init_fingerprint}; "
@@ -114,6 +119,8 @@ class ArchSummary:
     skipped: int = 0
     psnrs: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    psnr_on: dict[str, int] = field(default_factory=dict)
+    """How many fitted NeRFs had their PSNR measured on which views (``NerfRecord.psnr_on``)."""
 
     @property
     def mean_psnr(self) -> float:
@@ -148,6 +155,7 @@ class FitSummary:
                     "mean_psnr": a.mean_psnr,
                     "nerfs_per_min": a.nerfs_per_min,
                     "seconds": a.seconds,
+                    "psnr_on": dict(a.psnr_on),
                 }
                 for k, a in self.archs.items()
             },
@@ -163,6 +171,17 @@ def _load(load_object, entry, config: FitConfig):
     if config.resolution and obj.width < config.resolution:
         log.info("%s: images are smaller than %d px; fitting at their size", entry.path, config.resolution)
     return obj
+
+
+def _load_test_views(load_object, entry, config: FitConfig):
+    """The object's ``transforms_test.json`` views at the training width (NeRF-synthetic
+    convention), or None when it has none or nothing is evaluated."""
+    if not config.eval_every or not (Path(entry.path) / "transforms_test.json").is_file():
+        return None
+    return load_object(
+        entry, max_views=config.max_views or None, resolution=config.resolution or None,
+        transforms="test", shrink_only=True,
+    )
 
 
 def resolve_backend(backend: str, device: str) -> str:
@@ -270,7 +289,8 @@ def fit_dataset(
                 batch = positions[start : start + config.batch_nerfs]
                 t_batch = time.perf_counter()
                 objects = [_load(load_object, entries[i], config) for i in batch]
-                scenes = [scene_from_object(o, config.eval_every, device) for o in objects]
+                tests = [_load_test_views(load_object, entries[i], config) for i in batch]
+                scenes = [scene_from_object(o, config.eval_every, device, t) for o, t in zip(objects, tests, strict=True)]
                 results = fit(
                     spec, init_obj.params, scenes, config, device=device, backend=backend,
                     seed=config.seed + batch[0],
@@ -286,8 +306,9 @@ def fit_dataset(
                         psnr=r.psnr,
                         fit_seconds=r.seconds,
                         source=str(o.path),
+                        psnr_on=s.eval_on,
                     )
-                    for o, r in zip(objects, results, strict=True)
+                    for o, r, s in zip(objects, results, scenes, strict=True)
                 ]
                 path = out / spec.name / f"shard-{batch[0]:06d}.h5"
                 write_nerf_shard(
@@ -300,6 +321,8 @@ def fit_dataset(
                 arch_sum = summary[spec.name]
                 arch_sum.fitted += len(records)
                 arch_sum.psnrs.extend(r.psnr for r in records)
+                for r in records:
+                    arch_sum.psnr_on[r.psnr_on] = arch_sum.psnr_on.get(r.psnr_on, 0) + 1
                 arch_sum.seconds += time.perf_counter() - t_batch
                 if bar is not None:
                     bar.update(len(records))

@@ -37,7 +37,8 @@ class Scene:
     """The rays of one object, split into training and held-out pixels.
 
     Shapes: train_origins/train_dirs (P, 3), train_rgba (P, 4); eval_* likewise (Q, ...);
-    eval_views: indices of the held-out views.
+    eval_views: indices of the held-out views (of the training views, or of the test views
+    when ``eval_on == "test-views"``); eval_on: a key of ``nfkit.nerf.store.PSNR_ON``.
     """
 
     key: str
@@ -50,6 +51,7 @@ class Scene:
     eval_views: list[int]
     height: int
     width: int
+    eval_on: str = ""
 
 
 def split_views(n_views: int, eval_every: int) -> tuple[list[int], list[int]]:
@@ -64,38 +66,57 @@ def split_views(n_views: int, eval_every: int) -> tuple[list[int], list[int]]:
     return train, held
 
 
-def scene_from_object(obj, eval_every: int, device: str | torch.device = "cpu") -> Scene:
-    """Rays and RGBA targets of a :class:`~nfkit.data.multiview.MultiViewObject`."""
+def _flat_rays(obj, views: list[int], device) -> tuple[Tensor, Tensor, Tensor]:
+    """(P, 3) origins and directions and (P, 4) RGBA of the pixels of ``views`` of ``obj``."""
     from nfkit.data.cameras import camera_rays
 
-    images = torch.as_tensor(np.asarray(obj.images, dtype=np.float32))
-    c2w = torch.as_tensor(np.asarray(obj.c2w, dtype=np.float32))
-    n_views, height, width = images.shape[:3]
-    train, held = split_views(n_views, eval_every)
-    origins, dirs = camera_rays(c2w, height, width, float(obj.focal))
+    if not views:
+        return torch.zeros(0, 3, device=device), torch.zeros(0, 3, device=device), torch.zeros(0, 4, device=device)
+    idx = np.asarray(views)
+    images = torch.as_tensor(np.asarray(obj.images[idx], dtype=np.float32))
+    c2w = torch.as_tensor(np.asarray(obj.c2w[idx], dtype=np.float32))
+    origins, dirs = camera_rays(c2w, images.shape[1], images.shape[2], float(obj.focal))
+    return (
+        origins.reshape(-1, 3).contiguous().to(device),
+        dirs.reshape(-1, 3).contiguous().to(device),
+        images.reshape(-1, 4).contiguous().to(device),
+    )
 
-    def flat(views: list[int]) -> tuple[Tensor, Tensor, Tensor]:
-        idx = torch.tensor(views, dtype=torch.long)
-        return (
-            origins[idx].reshape(-1, 3).contiguous().to(device),
-            dirs[idx].reshape(-1, 3).contiguous().to(device),
-            images[idx].reshape(-1, 4).contiguous().to(device),
-        )
 
-    to, td, tr = flat(train)
-    eo, ed, er = flat(held) if held else (torch.zeros(0, 3, device=device),) * 2 + (torch.zeros(0, 4, device=device),)
-    return Scene(f"{obj.class_name}/{obj.object_id}", to, td, tr, eo, ed, er, held, height, width)
+def scene_from_object(obj, eval_every: int, device: str | torch.device = "cpu", test=None) -> Scene:
+    """Rays and RGBA targets of a :class:`~nfkit.data.multiview.MultiViewObject`.
+
+    Held-out PSNR views: with ``test`` (the object's ``transforms_test.json`` views, the
+    NeRF-synthetic convention) every training view is trained on and the PSNR is measured on
+    ``test``; otherwise training views 0, N, 2N, ... (N = ``eval_every``) are held back.
+    ``eval_every == 0``: no evaluation either way.
+    """
+    n_views, height, width = obj.images.shape[:3]
+    if test is not None and eval_every:
+        train, held, eval_on = list(range(n_views)), list(range(len(test.images))), "test-views"
+        eval_obj = test
+    else:
+        train, held = split_views(n_views, eval_every)
+        eval_on, eval_obj = ("held-out-train-views" if held else ""), obj
+    to, td, tr = _flat_rays(obj, train, device)
+    eo, ed, er = _flat_rays(eval_obj, held, device)
+    return Scene(f"{obj.class_name}/{obj.object_id}", to, td, tr, eo, ed, er, held, height, width, eval_on)
 
 
 # ---------------------------------------------------------------------- models
 class TorchBatchedNerfs:
-    """B NeRFs as leaf tensors with a leading NeRF dimension; nfkit's torch field."""
+    """B NeRFs as leaf tensors with a leading NeRF dimension; nfkit's torch field, its
+    frequency encoding evaluated with ``sin`` (``exact`` for nfkit fits; ``tcnn`` for NeRFs
+    imported from tiny-cuda-nn, see ``NerfRecord.sin``)."""
 
-    def __init__(self, spec, params: Sequence[Mapping[str, np.ndarray]], device: str | torch.device) -> None:
+    def __init__(
+        self, spec, params: Sequence[Mapping[str, np.ndarray]], device: str | torch.device, sin: str = "exact"
+    ) -> None:
         from nfkit.nerf import field
 
         self._field = field
         self.spec = spec
+        self.sin = sin
         self.params = {
             name: torch.tensor(np.stack([np.asarray(p[name], np.float32) for p in params]), device=device)
             .requires_grad_(True)
@@ -110,14 +131,14 @@ class TorchBatchedNerfs:
         return list(self.params.values())
 
     def field(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self._field.forward(self.spec, self.params, x)
+        return self._field.forward(self.spec, self.params, x, sin=self.sin)
 
     def density(self, x: Tensor) -> Tensor:
-        return self._field.density(self.spec, self.params, x)
+        return self._field.density(self.spec, self.params, x, sin=self.sin)
 
     def density_one(self, b: int, x: Tensor) -> Tensor:
         one = {k: v[b : b + 1] for k, v in self.params.items()}
-        return self._field.density(self.spec, one, x[None])[0]
+        return self._field.density(self.spec, one, x[None], sin=self.sin)[0]
 
     def canonical(self) -> list[dict[str, np.ndarray]]:
         n = next(iter(self.params.values())).shape[0]
@@ -358,10 +379,11 @@ def evaluate_params(
     scenes: Sequence[Scene],
     config: FitConfig,
     device: str | torch.device = "cpu",
+    sin: str = "exact",
 ) -> list[float]:
-    """Held-out PSNR of given parameters (e.g. the shared init), with a grid rebuilt from
-    their density."""
-    model = TorchBatchedNerfs(spec, params, device)
+    """Held-out PSNR of given parameters (e.g. the shared init, or stored NeRFs with their
+    ``NerfRecord.sin``), with a grid rebuilt from their density."""
+    model = TorchBatchedNerfs(spec, params, device, sin=sin)
     sampler = GridSampler(len(params), config.samples, config.grid_res, occ_thre=config.occ_thre, device=device)
     sampler.grid.update(0, lambda x: model.density(x) * sampler.step_size, occ_thre=config.occ_thre, ema_decay=1.0, warmup_steps=1)
     return evaluate_scenes(model, sampler, scenes, config)

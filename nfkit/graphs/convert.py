@@ -132,7 +132,9 @@ def build_graph_shard(
     template = graph_template(spec)
     n = len(records)
     nf2vec_shape = (nf2vec_num_rows(spec, nf2vec_width), nf2vec_width) if nf2vec_width else None
-    config = {"stage": "build-graphs", "nf2vec_width": nf2vec_width, "arch": spec.name}
+    # the sine the weights were trained with: a decoder or rendering loss reading these graphs
+    # must evaluate the source NeRFs with it (NerfRecord.sin)
+    config = {"stage": "build-graphs", "nf2vec_width": nf2vec_width, "arch": spec.name, "sin": records[0].sin}
     inputs = {
         "nerf_shard": f"{attrs['source_size']}:{attrs['source_mtime_ns']}",
         "arch": spec.fingerprint(),

@@ -23,8 +23,16 @@ input the network is given, i.e. after the reference's concatenation: tri-8c see
 1 … 1]. The import is therefore exact for every family (hash 8 -> 16 inputs, hash-3n 6 -> 16,
 tri-8c 296 -> 304 included): only the permutation of the encoding's columns is applied.
 
-tiny-cuda-nn's frequency encoding uses CUDA's fast ``__sinf`` (0 at the top frequencies):
-evaluate imported NeRFs with ``field.forward(..., sin="tcnn")`` to reproduce them.
+tiny-cuda-nn's frequency encoding uses CUDA's fast ``__sinf`` (0 at the top frequencies), so
+imported NeRFs record ``sin="tcnn"`` (``NerfRecord.sin``) and every consumer evaluates them
+with ``field.forward(..., sin="tcnn")``. The other way, :func:`canonical_to_reference` of a
+NeRF fitted by nfkit (``sin="exact"``) with a frequency encoding (MLP, TRI) is not exact:
+tiny-cuda-nn would evaluate it with its fast sine, another function (it warns). Hash NeRFs
+have no frequency encoding and convert exactly both ways.
+
+HASH-3N's per-level scale is ambiguous in the reference (2.0 keeps levels 16/32/64; 2^1.5 =
+2.828 keeps the finest level at 128; both have 24,576 table entries): ``per_level_scale``
+overrides the spec's, and the imported spec (stored in the shard) records it.
 
 Imported NeRFs record the init fingerprint of ``--init`` when it is given, else
 :data:`UNKNOWN_INIT`: such NeRFs are not comparable with NeRFs of any known init.
@@ -141,9 +149,29 @@ def reference_to_canonical(
     return {name: np.ascontiguousarray(params[name].numpy(), dtype=np.float32) for name in shapes}
 
 
-def canonical_to_reference(spec: ArchSpec, params: Mapping[str, np.ndarray | Tensor]) -> dict[str, Tensor]:
+def export_is_exact(spec: ArchSpec, sin: str) -> bool:
+    """Whether tiny-cuda-nn evaluates exported weights as the same function: true unless the
+    architecture has a frequency encoding and its weights were trained with the exact sine."""
+    return not (spec.freq_bands and sin != "tcnn")
+
+
+def canonical_to_reference(
+    spec: ArchSpec, params: Mapping[str, np.ndarray | Tensor], sin: str = "exact"
+) -> dict[str, Tensor]:
     """Canonical params -> a reference state dict (the exact inverse of
-    :func:`reference_to_canonical`; tiny-cuda-nn's unused output padding rows are zero)."""
+    :func:`reference_to_canonical`; tiny-cuda-nn's unused output padding rows are zero).
+
+    ``sin`` is the sine the weights were trained with (``NerfRecord.sin``). The layout is
+    always exact, but for ``sin="exact"`` and an architecture with a frequency encoding (MLP,
+    TRI) tiny-cuda-nn's fast sine makes the exported network another function: a warning
+    says so (:func:`export_is_exact`).
+    """
+    if not export_is_exact(spec, sin):
+        log.warning(
+            "%s: exported to tiny-cuda-nn's layout, but NOT the same function: these weights were "
+            "trained with the exact sine and tiny-cuda-nn evaluates its frequency encoding with its "
+            "fast __sinf (different in the high frequencies)", spec.name,
+        )
     t = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32) for k, v in params.items()}
     mlp = {k: v for k, v in t.items() if k.startswith("mlp.")}
     order = _mlp_column_order(spec)
@@ -155,6 +183,32 @@ def canonical_to_reference(spec: ArchSpec, params: Mapping[str, np.ndarray | Ten
     if spec.family == "hash":
         state[_KEY_HASH] = t["hash_table"].clone()
     return state
+
+
+def with_per_level_scale(spec: ArchSpec, per_level_scale: float | None) -> ArchSpec:
+    """``spec`` with the hash grid's per-level scale the imported NeRFs were trained with.
+
+    The weights do not tell (HASH-3N has 24,576 entries at scale 2.0 and at 2.828), so the
+    user says it; the spec stored in the shards then records it. ``None`` keeps ``spec``'s.
+    ValueError for a non-hash spec, or a scale that changes the number of parameters.
+    """
+    from dataclasses import replace
+
+    if per_level_scale is None:
+        return spec
+    if spec.family != "hash":
+        raise ValueError(f"--per-level-scale applies to hash architectures only, not {spec.name!r} ({spec.family})")
+    if not math.isfinite(per_level_scale) or per_level_scale < 1.0:
+        raise ValueError(f"--per-level-scale must be a finite number >= 1, got {per_level_scale}")
+    if per_level_scale == spec.hash_per_level_scale:
+        return spec
+    other = replace(spec, hash_per_level_scale=float(per_level_scale))
+    if other.n_params() != spec.n_params():
+        log.info(
+            "%s at per-level scale %s has %d parameters (%d at %s)",
+            spec.name, per_level_scale, other.n_params(), spec.n_params(), spec.hash_per_level_scale,
+        )
+    return other
 
 
 def load_state(path: Path) -> Mapping[str, Tensor]:
@@ -314,7 +368,14 @@ def import_reference_nerfs(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = ImportReport(found=len(refs), init_fingerprint=init_fp)
-    config = {"imported_from": str(Path(root).resolve()), "arch": spec.name, "format": "tiny-cuda-nn reference (nf2vec/gmnerf nerf_weights.pth)"}
+    config = {
+        "imported_from": str(Path(root).resolve()),
+        "arch": spec.name,
+        "format": "tiny-cuda-nn reference (nf2vec/gmnerf nerf_weights.pth)",
+        "sin": "tcnn",
+    }
+    if spec.family == "hash":
+        config["hash_per_level_scale"] = spec.hash_per_level_scale
     bar = None
     if progress:
         from tqdm import tqdm
@@ -383,4 +444,5 @@ def _convert(ref: ReferenceNerf, spec: ArchSpec, init_fp: str, report: ImportRep
         psnr=math.nan,
         fit_seconds=math.nan,
         source=str(ref.path),
+        sin="tcnn",
     )

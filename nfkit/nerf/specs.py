@@ -45,6 +45,45 @@ HASH_FEATURES: tuple[int, ...] = (1, 2, 4, 8)
 """Features per hash-grid level that tiny-cuda-nn supports (``create_grid_encoding``)."""
 
 
+def _libm():
+    """The C library's maths functions (glibc's libm on Linux), or None where not loadable."""
+    import ctypes
+    import ctypes.util
+
+    for name in (ctypes.util.find_library("m"), None):
+        try:
+            lib = ctypes.CDLL(name)
+            for fn in (lib.log2f, lib.exp2f):
+                fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
+            return lib
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+_LIBM = _libm()
+
+
+def host_log2f(x: float) -> np.float32:
+    """``log2f(float(x))`` as tiny-cuda-nn's host code computes it (``std::log2`` of a float).
+
+    Calls the C library's ``log2f``; where no C maths library can be loaded, the float64
+    logarithm rounded to float32 (the correctly rounded value, which glibc's ``log2f`` returns
+    except in rare halfway cases)."""
+    x32 = np.float32(x)
+    if _LIBM is not None:
+        return np.float32(_LIBM.log2f(float(x32)))
+    return np.float32(math.log2(float(x32)))
+
+
+def host_exp2f(x: float) -> np.float32:
+    """``exp2f(float(x))`` as tiny-cuda-nn's host code computes it (see :func:`host_log2f`)."""
+    x32 = np.float32(x)
+    if _LIBM is not None:
+        return np.float32(_LIBM.exp2f(float(x32)))
+    return np.float32(2.0 ** float(x32))
+
+
 @dataclass(frozen=True)
 class ArchSpec:
     """A NeRF architecture. Every field is a hyper-parameter; ``name`` is a label."""
@@ -102,26 +141,33 @@ class ArchSpec:
         return 2**self.hash_log2_size
 
     def hash_level_scales(self) -> list[float]:
-        """Per level, tiny-cuda-nn's float32 ``scale`` (``GridEncodingTemplated``, ``grid.h``):
-        ``exp2f(level * log2f(per_level_scale)) * base_resolution - 1.0f``, each operation
-        rounded to float32 (returned as Python floats holding those float32 values)."""
+        """Per level, tiny-cuda-nn's float32 ``scale`` (``grid_scale`` in ``common_device.h``,
+        used by ``GridEncodingTemplated`` in ``encodings/grid.h``):
+        ``exp2f(level * log2(per_level_scale)) * base_resolution - 1.0f``, each operation rounded
+        to float32 (returned as Python floats holding those float32 values).
+
+        tcnn sizes its levels on the host, where ``std::log2(float)`` and ``exp2f`` are the C
+        library's ``log2f`` / ``exp2f``; :func:`host_log2f` / :func:`host_exp2f` call the same
+        functions (numpy's float32 ``log2`` / ``exp2`` differ from them by an ulp on some
+        inputs, enough to change a resolution when the scale is not a power of two)."""
         f32 = np.float32
-        log2_scale = np.log2(f32(self.hash_per_level_scale))
+        log2_scale = host_log2f(self.hash_per_level_scale)
         base = f32(self.hash_base_res)
         return [
-            float(np.exp2(f32(level) * log2_scale) * base - f32(1.0)) for level in range(self.hash_levels)
+            float(f32(host_exp2f(f32(level) * log2_scale)) * base - f32(1.0)) for level in range(self.hash_levels)
         ]
 
     def hash_level_resolutions(self) -> list[int]:
-        """Grid vertices per axis and level: ``ceilf(scale) + 1`` (SPEC §3, tiny-cuda-nn)."""
+        """Grid vertices per axis and level: ``ceilf(scale) + 1`` (``grid_resolution``)."""
         return [int(np.ceil(np.float32(scale))) + 1 for scale in self.hash_level_scales()]
 
     def hash_level_sizes(self) -> list[int]:
-        """Entries per level: min(res^3, T), rounded up to a multiple of 8."""
+        """Entries per level, in tcnn's order: ``res^3`` (capped at 2^31 − 1, as tcnn caps it),
+        rounded up to a multiple of 8, then at most T."""
         sizes = []
         for res in self.hash_level_resolutions():
-            n = min(res**3, self.hash_table_size)
-            sizes.append((n + 7) // 8 * 8)
+            n = min(res**3, 2**31 - 1)
+            sizes.append(min((n + 7) // 8 * 8, self.hash_table_size))
         return sizes
 
     @property

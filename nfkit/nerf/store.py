@@ -3,7 +3,8 @@
 Layout (kind ``nerf-shard``, schema v1; documented in ``data_specs/nerf-shard-v1.md``)::
 
     /                       root attrs: nfkit_* header, arch_spec (JSON), arch_fingerprint,
-                                        init_fingerprint, count
+                                        init_fingerprint, count, sin ("exact" or "tcnn";
+                                        absent in older shards: "exact")
     /params/<name>          float32 (N, *shape) for every canonical parameter of the spec
     /meta/object_id         str (N,)
     /meta/class_name        str (N,)
@@ -11,6 +12,10 @@ Layout (kind ``nerf-shard``, schema v1; documented in ``data_specs/nerf-shard-v1
     /meta/psnr              float32 (N,)   held-out PSNR in dB (NaN when not evaluated)
     /meta/fit_seconds       float32 (N,)
     /meta/source            str (N,)       where the NeRF came from (dataset folder, file)
+    /meta/psnr_on           str (N,)       which views the PSNR was measured on: "test-views"
+                                           (the object's transforms_test.json),
+                                           "held-out-train-views" (every N-th training view,
+                                           not trained on) or "" (not evaluated; older shards)
 
 A shard is written once, atomically, when the NeRFs it holds are complete.
 """
@@ -41,7 +46,27 @@ register_kind(NERF_SHARD, NERF_SHARD_VERSION)
 
 _STR = h5py.string_dtype("utf-8")
 _META_STR = ("object_id", "class_name", "split", "source")
+_META_OPTIONAL_STR = ("psnr_on",)  # absent in shards written before it existed: ""
+PSNR_ON = {
+    "test-views": "the object's transforms_test.json views",
+    "held-out-train-views": "held-out training views (every eval_every-th, not trained on)",
+    "": "not evaluated",
+}
+"""Values of ``NerfRecord.psnr_on`` and what they mean."""
 _META_FLOAT = ("psnr", "fit_seconds")
+
+SINES: tuple[str, ...] = ("exact", "tcnn")
+"""How a NeRF's frequency encoding evaluates the sine its weights were trained with:
+``exact`` (``torch.sin``; every NeRF nfkit fits) or ``tcnn`` (tiny-cuda-nn's fast ``__sinf``;
+NeRFs imported from tiny-cuda-nn). Pass it as ``field.forward(..., sin=record.sin)``."""
+DEFAULT_SINE = "exact"
+"""The sine of shards written before the ``sin`` attribute existed (all were nfkit fits)."""
+
+
+def check_sine(sin: str) -> str:
+    if sin not in SINES:
+        raise ValueError(f"unknown sine {sin!r}; expected one of {', '.join(SINES)}")
+    return sin
 
 
 @dataclass
@@ -57,6 +82,11 @@ class NerfRecord:
     psnr: float = math.nan
     fit_seconds: float = math.nan
     source: str = ""
+    psnr_on: str = ""
+    """Which views ``psnr`` was measured on (a key of :data:`PSNR_ON`)."""
+    sin: str = DEFAULT_SINE
+    """The sine the weights were trained with (:data:`SINES`); every consumer evaluates the
+    NeRF with it: ``nfkit.nerf.field.forward(spec, params, x, sin=record.sin)``."""
     shard: Path | None = field(default=None, compare=False)
     index: int = field(default=-1, compare=False)
 
@@ -91,7 +121,10 @@ def write_nerf_shard(
         raise ValueError("no NeRFs to write")
     spec = records[0].arch
     init_fp = records[0].init_fingerprint
+    sin = check_sine(records[0].sin)
     for r in records:
+        if r.sin != sin:
+            raise ValueError("a NeRF shard holds NeRFs of one sine only (exact or tcnn)")
         if r.arch.fingerprint() != spec.fingerprint():
             raise ValueError("a NeRF shard holds one architecture only")
         if r.init_fingerprint != init_fp:
@@ -104,12 +137,13 @@ def write_nerf_shard(
         f.attrs["arch_fingerprint"] = spec.fingerprint()
         f.attrs["init_fingerprint"] = init_fp
         f.attrs["count"] = len(records)
+        f.attrs["sin"] = sin
         g = f.create_group("params")
         for name in spec.param_shapes():
             stacked = np.stack([np.asarray(r.params[name], dtype=np.float32) for r in records])
             g.create_dataset(name, data=stacked)
         m = f.create_group("meta")
-        for key in _META_STR:
+        for key in _META_STR + _META_OPTIONAL_STR:
             m.create_dataset(key, data=[str(getattr(r, key)) for r in records], dtype=_STR)
         for key in _META_FLOAT:
             m.create_dataset(key, data=np.array([getattr(r, key) for r in records], np.float32))
@@ -118,6 +152,20 @@ def write_nerf_shard(
 
 def _decode(values) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def shard_sine(path: str | Path) -> str:
+    """The sine a shard's NeRFs were trained with (``exact`` for shards without the attribute)."""
+    with open_artifact(path, NERF_SHARD) as f:
+        return _sine(f, Path(path))
+
+
+def _sine(f: h5py.File, path: Path) -> str:
+    value = f.attrs.get("sin", DEFAULT_SINE)
+    value = value.decode() if isinstance(value, bytes) else str(value)
+    if value not in SINES:
+        raise ArtifactError(f"{path}: unknown sine {value!r} (this nfkit knows {', '.join(SINES)})")
+    return value
 
 
 def read_shard_spec(path: str | Path) -> tuple[ArchSpec, str, int]:
@@ -139,8 +187,11 @@ def read_nerf_shard(path: str | Path, load_params: bool = True) -> list[NerfReco
     path = Path(path)
     with open_artifact(path, NERF_SHARD) as f:
         spec, init_fp, count = _header(f, path)
+        sin = _sine(f, path)
         try:
             meta = {k: _decode(f["meta"][k][()]) for k in _META_STR}
+            for k in _META_OPTIONAL_STR:
+                meta[k] = _decode(f["meta"][k][()]) if k in f["meta"] else [""] * count
             meta.update({k: f["meta"][k][()].astype(float).tolist() for k in _META_FLOAT})
             params: dict[str, np.ndarray] = {}
             if load_params:
@@ -169,6 +220,8 @@ def read_nerf_shard(path: str | Path, load_params: bool = True) -> list[NerfReco
             psnr=meta["psnr"][i],
             fit_seconds=meta["fit_seconds"][i],
             source=meta["source"][i],
+            psnr_on=meta["psnr_on"][i],
+            sin=sin,
             shard=path,
             index=i,
         )

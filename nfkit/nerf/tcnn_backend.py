@@ -154,8 +154,11 @@ class TcnnField(torch.nn.Module):
     ``to_canonical()`` returns the current weights in the canonical layout.
     """
 
-    def __init__(self, spec: ArchSpec, params: Mapping[str, Tensor], device: str | torch.device = "cuda"):
+    def __init__(
+        self, spec: ArchSpec, params: Mapping[str, Tensor], device: str | torch.device = "cuda", sin: str = "exact"
+    ):
         super().__init__()
+        self.sin = sin  # the frequency encoding is computed in torch: the NeRF's own sine
         tcnn = _import_tcnn()
         if tcnn is None:
             raise RuntimeError("the tiny-cuda-nn backend needs the tinycudann package (not importable here)")
@@ -183,12 +186,12 @@ class TcnnField(torch.nn.Module):
     def _encode(self, x: Tensor) -> Tensor:
         u = nerf_field.normalize(x)
         if self.spec.family == "mlp":
-            enc = frequency_encoding(u, self.spec.freq_bands)
+            enc = frequency_encoding(u, self.spec.freq_bands, sin=self.sin)
         elif self.spec.family == "tri":
             lo, hi = nerf_field.AABB
             g = 2.0 * (x - lo) / (hi - lo) - 1.0
             tri = triplane_features(self.triplane.unsqueeze(0), g.unsqueeze(0))[0]
-            enc = torch.cat([tri, frequency_encoding(u, self.spec.freq_bands)], dim=-1)
+            enc = torch.cat([tri, frequency_encoding(u, self.spec.freq_bands, sin=self.sin)], dim=-1)
         else:
             enc = self.encoding(u).float()
         return torch.nn.functional.pad(enc, (0, self.in_width - enc.shape[-1]), value=1.0)  # tcnn's padding

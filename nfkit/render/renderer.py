@@ -75,21 +75,22 @@ def render_batch(
     return RenderOutput(rgb, opacity, depth, valid.sum(dim=1), r * n_samples)
 
 
-def field_fn_for(spec, params: Mapping[str, Tensor]) -> FieldFn:
-    """The torch field of ``spec`` with batched parameters (leading NeRF dimension)."""
+def field_fn_for(spec, params: Mapping[str, Tensor], sin: str = "exact") -> FieldFn:
+    """The torch field of ``spec`` with batched parameters (leading NeRF dimension), its
+    frequency encoding evaluated with ``sin`` (the NeRF's own: ``NerfRecord.sin``)."""
     from nfkit.nerf import field
 
     def fn(x: Tensor) -> tuple[Tensor, Tensor]:
-        return field.forward(spec, params, x)
+        return field.forward(spec, params, x, sin=sin)
 
     return fn
 
 
-def density_fn_for(spec, params: Mapping[str, Tensor]) -> Callable[[Tensor], Tensor]:
+def density_fn_for(spec, params: Mapping[str, Tensor], sin: str = "exact") -> Callable[[Tensor], Tensor]:
     from nfkit.nerf import field
 
     def fn(x: Tensor) -> Tensor:
-        return field.density(spec, params, x)
+        return field.density(spec, params, x, sin=sin)
 
     return fn
 
@@ -103,10 +104,11 @@ def build_grid(
     occ_thre: float = 0.01,
     aabb: tuple[float, float] = DEFAULT_AABB,
     generator: torch.Generator | None = None,
+    sin: str = "exact",
 ) -> OccupancyGrid:
     """An occupancy grid for fitted NeRFs (batched params), from their density."""
     b = next(iter(params.values())).shape[0]
-    density = density_fn_for(spec, params)
+    density = density_fn_for(spec, params, sin)
     device = next(iter(params.values())).device
     return OccupancyGrid.from_density(
         lambda x: density(x) * step_size, b, resolution, aabb, occ_thre, device=device, generator=generator
@@ -130,11 +132,13 @@ def render_rays(
     background: Tensor | None = None,
     chunk: int = 8192,
     aabb: tuple[float, float] = DEFAULT_AABB,
+    sin: str = "exact",
 ) -> RenderOutput:
     """Render any number of rays of B NeRFs given by their canonical parameters.
 
     ``grid="auto"`` builds an occupancy grid from the field's density first (the same rule as
-    during fitting); ``None`` evaluates every sample in the box.
+    during fitting); ``None`` evaluates every sample in the box. ``sin`` is the sine the
+    NeRFs' weights were trained with (``NerfRecord.sin``: ``exact`` or ``tcnn``).
 
     Shapes:
         params: name -> (B, *shape) tensors on the rays' device
@@ -144,8 +148,8 @@ def render_rays(
     if isinstance(grid, str):
         if grid != "auto":
             raise ValueError(f"grid must be an OccupancyGrid, None or 'auto', got {grid!r}")
-        grid = build_grid(spec, params, grid_resolution, default_step_size(n_samples, aabb), aabb=aabb)
-    fn = field_fn_for(spec, params)
+        grid = build_grid(spec, params, grid_resolution, default_step_size(n_samples, aabb), aabb=aabb, sin=sin)
+    fn = field_fn_for(spec, params, sin)
     outs = []
     for start in range(0, origins.shape[1], chunk):
         outs.append(

@@ -1,4 +1,6 @@
-"""Rendering stored NeRFs to images: dataset cameras (next to the ground truth) or a turntable.
+"""Rendering stored NeRFs to images: dataset cameras (next to the ground truth), a turntable,
+or the cameras of any Blender-convention transforms file (one PNG per view, with the PSNR per
+view where the file's ground-truth images exist).
 
 Uses the fitter's code path (:func:`nfkit.render.renderer.render_rays`: box intersection,
 an occupancy grid rebuilt from the NeRF's density, compositing) on a black background.
@@ -6,10 +8,11 @@ an occupancy grid rebuilt from the NeRF's density, compositing) on a black backg
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +36,19 @@ def render_views(
     grid_res: int = 64,
     device: str | torch.device = "cpu",
     chunk: int = 8192,
+    sin: str = "exact",
 ) -> np.ndarray:
-    """Images of one NeRF (canonical params) from cameras ``c2w`` on black.
+    """Images of one NeRF (canonical params) from cameras ``c2w`` on black, its frequency
+    encoding evaluated with ``sin`` (the NeRF's own: ``NerfRecord.sin``).
 
-    Shapes: c2w (V, 4, 4) -> (V, H, W, 3) float32 in [0, 1].
+    Shapes: c2w (V, 4, 4) -> (V, H, W, 3) float32 in [0, 1]; row 0 is the top of the image.
     """
     from nfkit.data.cameras import camera_rays
 
     c2w = torch.as_tensor(np.asarray(c2w, dtype=np.float32))
     origins, dirs = camera_rays(c2w, height, width, float(focal))
     tensors = {k: torch.as_tensor(np.asarray(v, np.float32), device=device)[None] for k, v in params.items()}
-    grid = build_grid(spec, tensors, grid_res, default_step_size(n_samples))
+    grid = build_grid(spec, tensors, grid_res, default_step_size(n_samples), sin=sin)
     out = render_rays(
         spec,
         tensors,
@@ -52,6 +57,7 @@ def render_views(
         n_samples=n_samples,
         grid=grid,
         chunk=chunk,
+        sin=sin,
     )
     return out.rgb.clamp(0, 1).reshape(len(c2w), height, width, 3).cpu().numpy()
 
@@ -93,8 +99,13 @@ class RenderedNerf:
     arch: str
     path: Path
     psnr: float
-    """PSNR (dB) of the renders against the ground truth on black (dataset cameras), else NaN."""
+    """PSNR (dB) of the renders against the ground truth on black (dataset cameras, or a
+    cameras file with its images: over every view that has one), else NaN."""
     n_views: int
+    view_psnr: list[float] = field(default_factory=list)
+    """Cameras file: the PSNR of each view (NaN where the view has no ground truth)."""
+    psnr_file: Path | None = None
+    """Cameras file with ground truth: the JSON with the per-view PSNR."""
 
 
 def _pick_views(n_views: int, wanted: int, eval_every: int) -> list[int]:
@@ -124,18 +135,29 @@ def render_nerfs(
     arch: Sequence[str] | None = None,
     device: str = "cpu",
     progress: bool = False,
+    objects: Sequence[str] | None = None,
 ) -> list[RenderedNerf]:
     """Render NeRF artifacts to ``out/<arch>/<class>/<object_id>.png``.
 
     ``cameras="dataset"``: ``views`` of the object's own cameras (held-out views first), each
     row ground truth | render. ``cameras="turntable"``: ``turntable`` views around the
     vertical axis at ``elevation_deg``, ``distance`` and horizontal field of view ``fov_x``.
+    Any other value is a transforms file (Blender convention, :func:`load_cameras`): one PNG
+    per view, ``out/<arch>/<class>/<object_id>/<k>_<frame>.png``, and where the file's
+    ground-truth images exist the PSNR per view on black, also written to ``psnr.json`` there.
+    ``objects``: only these NeRFs (``class/object_id`` or ``object_id``). Every NeRF is
+    evaluated with the sine it was trained with (``NerfRecord.sin``).
     """
     from nfkit.io.artifacts import read_header
     from nfkit.nerf.store import find_shards, read_nerf_shard
 
+    camera_set = None
     if cameras not in ("dataset", "turntable"):
-        raise ValueError(f"--cameras must be 'dataset' or 'turntable', got {cameras!r}")
+        from nfkit.data.multiview import load_cameras
+
+        if not Path(cameras).is_file():
+            raise ValueError(f"--cameras must be 'dataset', 'turntable' or a transforms .json file; {cameras}: no such file")
+        camera_set = load_cameras(cameras, resolution=resolution or None)
     entries = {}
     if cameras == "dataset":
         if dataset is None:
@@ -148,6 +170,8 @@ def render_nerfs(
         raise FileNotFoundError(f"no NeRF shards (*.h5) found in {', '.join(map(str, nerfs))}")
     out = Path(out)
     wanted_arch = {a.lower() for a in arch} if arch else None
+    wanted = {o.strip().strip("/") for o in objects if o.strip()} if objects else None
+    matched: set[str] = set()
     jobs = []
     for shard in shards:
         header = read_header(shard)
@@ -155,7 +179,17 @@ def render_nerfs(
         for rec in read_nerf_shard(shard):
             if wanted_arch and rec.arch.name.lower() not in wanted_arch:
                 continue
+            if wanted is not None:
+                hits = wanted & {rec.key, rec.object_id}
+                if not hits:
+                    continue
+                matched |= hits
             jobs.append((rec, eval_every))
+    if wanted is not None and wanted - matched:
+        raise ValueError(
+            f"--object {', '.join(sorted(wanted - matched))}: no such NeRF in {', '.join(map(str, nerfs))}"
+            + (f" (architectures {', '.join(sorted(wanted_arch))})" if wanted_arch else "")
+        )
     if limit:
         jobs = jobs[:limit]
     bar = None
@@ -167,7 +201,9 @@ def render_nerfs(
     try:
         for rec, eval_every in jobs:
             path = out / rec.arch.name / rec.class_name / f"{rec.object_id}.png"
-            if cameras == "dataset":
+            if camera_set is not None:
+                results.append(_render_camera_set(rec, camera_set, path.with_suffix(""), n_samples, grid_res, device))
+            elif cameras == "dataset":
                 results.append(
                     _render_dataset(rec, entries, path, views, resolution, eval_every, n_samples, grid_res, device)
                 )
@@ -175,7 +211,7 @@ def render_nerfs(
                 res = resolution or 128
                 c2w = turntable_cameras(turntable, elevation_deg, distance)
                 focal = 0.5 * res / math.tan(0.5 * fov_x)
-                imgs = render_views(rec.arch, rec.params, c2w, res, res, focal, n_samples, grid_res, device)
+                imgs = render_views(rec.arch, rec.params, c2w, res, res, focal, n_samples, grid_res, device, sin=rec.sin)
                 per_row = 8
                 rows = [_hstack(list(imgs[i : i + per_row])) for i in range(0, len(imgs), per_row)]
                 _save_grid(rows, path)
@@ -201,8 +237,55 @@ def _render_dataset(rec, entries, path, views, resolution, eval_every, n_samples
             raise
         obj = load_object(entry)
     pick = _pick_views(len(obj.images), max(views, 1), eval_every)
-    imgs = render_views(rec.arch, rec.params, obj.c2w[pick], obj.height, obj.width, obj.focal, n_samples, grid_res, device)
+    imgs = render_views(
+        rec.arch, rec.params, obj.c2w[pick], obj.height, obj.width, obj.focal, n_samples, grid_res, device, sin=rec.sin
+    )
     gt = obj.composite((0.0, 0.0, 0.0))[pick]
     mse = float(np.mean((imgs - gt) ** 2))
     _save_grid([_hstack([g, r]) for g, r in zip(gt, imgs, strict=True)], path)
     return RenderedNerf(rec.key, rec.arch.name, path, -10 * math.log10(max(mse, 1e-12)), len(pick))
+
+
+def _psnr(render: np.ndarray, truth: np.ndarray) -> float:
+    mse = float(np.mean((render.astype(np.float64) - truth) ** 2))
+    return -10 * math.log10(max(mse, 1e-12))
+
+
+def _render_camera_set(rec, cams, folder: Path, n_samples, grid_res, device) -> RenderedNerf:
+    """One PNG per view of ``cams`` in ``folder``; PSNR per view where ground truth exists."""
+    from nfkit.io.artifacts import atomic_path
+
+    imgs = render_views(
+        rec.arch, rec.params, cams.c2w, cams.height, cams.width, cams.focal, n_samples, grid_res, device, sin=rec.sin
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    view_psnr, sq_err, n_gt = [], 0.0, 0
+    for k, (img, name) in enumerate(zip(imgs, cams.names, strict=True)):
+        _save_grid([img], folder / f"{k:03d}_{name}.png")
+        gt = cams.images[k]
+        if gt is None:
+            view_psnr.append(math.nan)
+            continue
+        truth = gt[..., :3].astype(np.float64) * gt[..., 3:]  # on black
+        view_psnr.append(_psnr(img, truth))
+        sq_err += float(np.mean((img.astype(np.float64) - truth) ** 2))
+        n_gt += 1
+    psnr = -10 * math.log10(max(sq_err / n_gt, 1e-12)) if n_gt else math.nan
+    psnr_file = None
+    if n_gt:
+        psnr_file = folder / "psnr.json"
+        record = {
+            "nerf": rec.key,
+            "arch": rec.arch.name,
+            "shard": str(rec.shard),
+            "cameras": str(cams.path),
+            "background": "black",
+            "psnr": psnr,
+            "views": [
+                {"view": k, "name": name, "psnr": None if math.isnan(p) else p}
+                for k, (name, p) in enumerate(zip(cams.names, view_psnr, strict=True))
+            ],
+        }
+        with atomic_path(psnr_file) as tmp:
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
+    return RenderedNerf(rec.key, rec.arch.name, folder, psnr, len(imgs), view_psnr, psnr_file)

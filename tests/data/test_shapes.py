@@ -94,3 +94,43 @@ def test_deform_and_recolor_are_reproducible():
         for x, y in zip(a, b, strict=True)
     )
     assert tuple(CLASS_NAMES)[0] == "airplane"
+
+
+# Per class: part groups only that class's builder makes, and the proportions of its bounding
+# box (x = length, y = height, z = depth, each over the longest side) a real object of the
+# class has. A builder wired to the wrong class (an airplane built by the car builder) fails both.
+SIGNATURES = {
+    "airplane": ({"wing", "tail"}, lambda x, y, z: y < 0.4 and z > 0.8),  # flat, wide wingspan
+    "bench": ({"seat", "leg"}, lambda x, y, z: x == 1 and z < 0.35),  # long and shallow
+    "cabinet": ({"door", "plinth"}, lambda x, y, z: y == 1 and z < 0.6),
+    "car": ({"wheel", "hub"}, lambda x, y, z: x == 1 and y < 0.55 and z < 0.6),
+    "chair": ({"seat", "back", "leg"}, lambda x, y, z: y == 1 and x < 0.6),
+    "display": ({"screen", "stand"}, lambda x, y, z: x == 1 and y > 0.75 and z < 0.5),
+    "lamp": ({"shade", "stem"}, lambda x, y, z: y > 0.55),
+    "speaker": ({"cone", "ring"}, lambda x, y, z: y == 1 and x < 0.6),
+    "rifle": ({"barrel", "stock"}, lambda x, y, z: x == 1 and y < 0.3 and z < 0.06),  # long and thin
+    "sofa": ({"cushion", "arm"}, lambda x, y, z: x == 1 and y < 0.6),
+    "table": ({"top", "leg"}, lambda x, y, z: x == 1 and y < 0.8),
+    "phone": ({"screen", "camera"}, lambda x, y, z: y == 1 and z < 0.12),  # a thin slab
+    "watercraft": ({"hull"}, lambda x, y, z: x == 1 and z < 0.35),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_each_class_has_its_own_shape_signature(name):
+    groups, proportions = SIGNATURES[name]
+    for index in range(4):
+        parts = make_object(NAME_TO_SYNSET[name], index, seed=0)
+        lo, hi = object_bounds(parts)
+        x, y, z = ((hi - lo) / (hi - lo).max()).round(6)
+        found = {p.group for p in parts}
+        assert groups <= found, f"{name} #{index}: parts {sorted(found)} lack {sorted(groups - found)}"
+        assert proportions(x, y, z), f"{name} #{index}: box proportions {x:.2f} {y:.2f} {z:.2f}"
+
+
+def test_class_signatures_tell_the_classes_apart():
+    """Each class's set of part groups is its own (no two classes build the same kinds of parts)."""
+    group_sets = {}
+    for name in SIGNATURES:
+        group_sets[name] = frozenset(p.group for i in range(4) for p in make_object(NAME_TO_SYNSET[name], i, seed=0))
+    assert len(set(group_sets.values())) == len(group_sets)

@@ -247,6 +247,13 @@ def test_hash_encoding_gradient_reaches_only_touched_entries():
 
 
 # ----------------------------------------------------------------------------- tri-plane
+# The reference tri-plane (gmnerf nf2vec/nerf/triplane.py): planes xy, xz, yz in that order,
+# sampled by grid_sample at coords[..., [0, 1]], [..., [0, 2]], [..., [1, 2]]: the first axis of
+# a pair runs along the plane's width, the second along its height. Written out here, not read
+# from nfkit's own table, so a wrong table in nfkit fails these tests.
+REFERENCE_PLANES = ((0, 1), (0, 2), (1, 2))
+
+
 def _coords(r: int) -> torch.Tensor:
     return -1.0 + 2.0 * torch.arange(r, dtype=torch.float64) / (r - 1)
 
@@ -264,7 +271,7 @@ def test_triplane_interpolates_a_linear_field_exactly():
     g = torch.rand(1, 50, 3, dtype=torch.float64, generator=_gen()) * 2 - 1
     out = encodings.triplane_features(planes, g)
     expected = torch.zeros(1, 50, c, dtype=torch.float64)
-    for p, (a0, a1) in enumerate(encodings.PLANE_AXES):
+    for p, (a0, a1) in enumerate(REFERENCE_PLANES):
         expected += coef[p, :, 0] * g[..., a0, None] + coef[p, :, 1] * g[..., a1, None] + coef[p, :, 2]
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
 
@@ -272,7 +279,7 @@ def test_triplane_interpolates_a_linear_field_exactly():
 def test_triplane_texels_sit_at_documented_positions():
     r, c = 5, 2
     coords = _coords(r)
-    for p, (a0, a1) in enumerate(encodings.PLANE_AXES):
+    for p, (a0, a1) in enumerate(REFERENCE_PLANES):
         planes = torch.zeros(1, 3, c, r, r, dtype=torch.float64)
         planes[0, p, 1, 3, 1] = 7.0  # height index 3, width index 1
         g = torch.zeros(1, 1, 3, dtype=torch.float64)
