@@ -42,27 +42,46 @@ class ArchGraphs:
 
 
 class GraphBank:
-    """Graphs of many shards grouped by architecture; ``items`` = (arch, row) in load order."""
+    """Graphs grouped by architecture; ``items`` = (arch, row) in order of addition.
 
-    def __init__(
-        self,
+    Build one from shards with :meth:`load`, or from graphs in memory with the constructor
+    (rows of ``(ParamGraph, GraphMeta, ArchSpec)``, optional nf2vec rows per graph).
+    """
+
+    def __init__(self, rows: Sequence[tuple], nf2vec: Sequence[np.ndarray] | None = None,
+                 sources: dict[str, str] | None = None) -> None:
+        grouped: dict[str, list] = {}
+        n2v: dict[str, list[np.ndarray]] = {}
+        for k, row in enumerate(rows):
+            grouped.setdefault(row[1].arch, []).append(row)
+            if nf2vec is not None:
+                n2v.setdefault(row[1].arch, []).append(nf2vec[k])
+        self.sources = dict(sources or {})
+        self.archs: dict[str, ArchGraphs] = {a: _group(a, items, n2v.get(a)) for a, items in grouped.items()}
+        self.items: list[tuple[str, int]] = [
+            (a, r) for a, g in self.archs.items() for r in range(len(g.meta))
+        ]
+
+    @classmethod
+    def load(
+        cls,
         paths: str | Path | Iterable[str | Path],
         archs: Iterable[str] | None = None,
         splits: Iterable[str] | None = None,
         with_nf2vec: bool = False,
         progress: bool = False,
-    ) -> None:
+    ) -> GraphBank:
+        """The graphs of every shard under ``paths`` (optionally only some architectures / splits)."""
         from tqdm import tqdm
 
-        files = find_graph_shards(paths)
+        files = paths if isinstance(paths, list) and all(isinstance(p, Path) and p.is_file() for p in paths) else find_graph_shards(paths)
         if not files:
             raise UserError(f"{paths}: no graph shards found (run `nfkit build-graphs` first)")
         keep_arch = None if archs is None else {a.lower() for a in archs}
         keep_split = None if splits is None else set(splits)
-        rows: dict[str, list[tuple[np.ndarray, GraphMeta, object]]] = {}
-        self.sources: dict[str, str] = {}
-        specs: dict[str, object] = {}
-        n2v: dict[str, list[np.ndarray]] = {}
+        rows: list[tuple] = []
+        n2v: list[np.ndarray] = []
+        sources: dict[str, str] = {}
         for path in tqdm(files, desc="load graphs", unit="shard", disable=not progress, leave=False):
             shard = GraphShard(path)
             for i, m in enumerate(shard.meta):
@@ -70,21 +89,14 @@ class GraphBank:
                     continue
                 if keep_split is not None and m.split not in keep_split:
                     continue
-                g = shard.graph(i)
-                rows.setdefault(m.arch, []).append((g, m, shard.spec(i)))
-                specs[m.arch] = shard.spec(i)
+                rows.append((shard.graph(i), m, shard.spec(i)))
                 if with_nf2vec:
                     if shard.nf2vec is None:
                         raise UserError(f"{path}: no nf2vec rows; rebuild the graphs with `nfkit build-graphs --nf2vec`")
-                    n2v.setdefault(m.arch, []).append(np.array(shard.nf2vec[i], dtype=np.float32))
-            self.sources[str(path)] = shard.attrs.get("source_fingerprint", "") or _file_fingerprint(path)
+                    n2v.append(np.array(shard.nf2vec[i], dtype=np.float32))
+            sources[str(path)] = file_fingerprint(path)
             shard.release()
-        self.archs: dict[str, ArchGraphs] = {}
-        for arch, items in rows.items():
-            self.archs[arch] = _group(arch, items, n2v.get(arch))
-        self.items: list[tuple[str, int]] = [
-            (a, r) for a, g in self.archs.items() for r in range(len(g.meta))
-        ]
+        return cls(rows, n2v if with_nf2vec else None, sources)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -114,7 +126,8 @@ class GraphBank:
         return out
 
 
-def _file_fingerprint(path: Path) -> str:
+def file_fingerprint(path: Path) -> str:
+    """Content fingerprint of a file (16 hex chars of its SHA-256)."""
     import hashlib
 
     h = hashlib.sha256()
@@ -124,14 +137,24 @@ def _file_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+_STRUCTURES: dict[str, DenseStructure | None] = {}
+
+
+def dense_structure(graph) -> tuple[str, DenseStructure | None]:
+    """The (cached) dense structure of a graph's layout, None when it is not block-structured."""
+    key = structure_key(graph.x, graph.edge_index, graph.edge_attr)
+    if key not in _STRUCTURES:
+        try:
+            _STRUCTURES[key] = DenseStructure.from_graph(graph.x, graph.edge_index, graph.edge_attr)
+        except NotBlockStructured as exc:
+            log.info("graph layout %s is not block-structured (%s); the sparse path is used", key, exc)
+            _STRUCTURES[key] = None
+    return key, _STRUCTURES[key]
+
+
 def _group(arch: str, items: list, nf2vec_rows: list | None) -> ArchGraphs:
     g0, m0, spec = items[0]
-    key = structure_key(g0.x, g0.edge_index, g0.edge_attr)
-    try:
-        structure = DenseStructure.from_graph(g0.x, g0.edge_index, g0.edge_attr)
-    except NotBlockStructured as exc:
-        log.info("%s: not block-structured (%s); the sparse path is used", arch, exc)
-        structure = None
+    key, structure = dense_structure(g0)
     metas = []
     values = []
     sparse = []

@@ -264,7 +264,7 @@ def pretrain_encoder(
             raise IncompatibleError(f"{last_path}: was trained with other settings ({', '.join(diff)}); use --force to start over")
     out.mkdir(parents=True, exist_ok=True)
 
-    bank = GraphBank(graphs, archs=archs, splits={"train", "val"}, with_nf2vec=config.encoder == "nf2vec", progress=progress)
+    bank = GraphBank.load(graphs, archs=archs, splits={"train", "val"}, with_nf2vec=config.encoder == "nf2vec", progress=progress)
     init_fps = bank.init_fingerprints()
     train_objects = {
         k: {a: r for a, r in v.items() if bank.meta(a, r).split == "train"}
@@ -380,7 +380,7 @@ def pretrain_encoder(
                 optimizer.step()
             scheduler.step()
             step += 1
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(loss.item()):
                 raise UserError(f"training diverged at epoch {epoch + 1}, step {bi + 1} (loss {float(loss)}); lower --lr")
             sums["loss"] += float(loss)
             sums["loss_r"] += float(loss_r) if loss_r is not None else 0.0
