@@ -46,6 +46,7 @@ demo: install
 bench: install
 	$(BIN)/python -m nfkit.bench.fit --out $(DEMO)/bench
 	$(BIN)/python -m nfkit.bench.graphs --out $(DEMO)/bench
+	$(BIN)/python -m nfkit.bench.retrieval --out $(DEMO)/bench
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
