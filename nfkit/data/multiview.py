@@ -495,6 +495,7 @@ def load_cameras(path: str | Path, resolution: int | None = None) -> CameraSet:
             except FileNotFoundError:
                 image = None
         files.append(image)
+    check_cameras(np.stack(poses), path)  # the same check as check-data and fit-nerfs
     images = [None if f is None else _read_rgba(f) for f in files]
     sizes = {im.shape[:2] for im in images if im is not None}
     if len(sizes) > 1:
