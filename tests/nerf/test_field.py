@@ -10,7 +10,12 @@ import torch
 from nfkit.nerf import field
 from nfkit.nerf.encodings import frequency_encoding, hash_grid_encoding
 from nfkit.nerf.specs import REGISTRY, get_arch
-from tests.precision import assert_float32_agree, assert_float32_close, assert_float64_close, rounding_steps
+from tests.precision import (
+    assert_float32_agree,
+    assert_float32_close,
+    assert_float64_close,
+    rounding_steps,
+)
 
 
 def _params(spec, seeds, noise=0.0, dtype=torch.float32):
