@@ -24,10 +24,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nfkit.errors import ConfigError
 from nfkit.fit.config import FitConfig
-from nfkit.io.artifacts import atomic_path
+from nfkit.io.artifacts import atomic_path, check_output_dir
 from nfkit.nerf.specs import ArchSpec
-from nfkit.nerf.store import NerfRecord, find_shards, read_nerf_shard, write_nerf_shard
+from nfkit.nerf.store import (
+    NerfRecord,
+    find_shards,
+    nonfinite_params,
+    read_nerf_shard,
+    write_nerf_shard,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +43,9 @@ log = logging.getLogger(__name__)
 def shard_selection(n_items: int, shard_index: int, num_shards: int) -> list[int]:
     """Positions i with ``i % num_shards == shard_index``."""
     if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+        raise ConfigError(f"--num-shards must be >= 1, got {num_shards}")
     if not 0 <= shard_index < num_shards:
-        raise ValueError(f"shard index {shard_index} is outside 0..{num_shards - 1}")
+        raise ConfigError(f"--shard-index {shard_index} is outside 0..{num_shards - 1}")
     return [i for i in range(n_items) if i % num_shards == shard_index]
 
 
@@ -56,7 +63,10 @@ def shard_from_env(
             ) from None
     if (shard_index is None) != (num_shards is None):
         raise ValueError("give both --shard-index and --num-shards, or neither")
-    return (shard_index or 0, num_shards or 1)
+    return (
+        shard_index if shard_index is not None else 0,
+        num_shards if num_shards is not None else 1,
+    )
 
 
 # ---------------------------------------------------------------------- inits
@@ -141,6 +151,8 @@ class FitSummary:
     device: str
     backend: str
     sampler: str
+    diverged: list[str] = field(default_factory=list)
+    """``arch class/object_id`` of NeRFs whose fit diverged (non-finite weights); not saved."""
 
     def to_dict(self) -> dict:
         return {
@@ -160,6 +172,7 @@ class FitSummary:
                 for k, a in self.archs.items()
             },
             "shards": [str(p) for p in self.shards],
+            "diverged": list(self.diverged),
         }
 
 
@@ -232,12 +245,17 @@ def fit_dataset(
     crash); it takes the same arguments.
     """
     from nfkit.data.multiview import load_object, scan_dataset
-    from nfkit.fit.trainer import fit_batch, scene_from_object
+    from nfkit.fit.trainer import check_fit_budget, fit_batch, scene_from_object
 
     t0 = time.perf_counter()
     dataset, out = Path(dataset), Path(out)
     if not dataset.is_dir():
         raise FileNotFoundError(f"{dataset}: no such dataset folder")
+    if limit < 0:
+        raise ConfigError(f"--limit must be >= 0 (0 = all objects), got {limit}")
+    shard_selection(0, shard_index, num_shards)  # validates the shard options
+    check_fit_budget(config, device)
+    check_output_dir(out, "--out")
     if not specs:
         raise ValueError("no architectures to fit")
     names = [s.name for s in specs]
@@ -266,6 +284,7 @@ def fit_dataset(
     fit = fit_fn or fit_batch
     summary = {s.name: ArchSummary(s.name) for s in specs}
     shards: list[Path] = []
+    diverged: list[str] = []
     todo = {
         s.name: [i for i in selected if f"{entries[i].class_name}/{entries[i].object_id}" not in done[s.name]]
         for s in specs
@@ -295,6 +314,21 @@ def fit_dataset(
                     spec, init_obj.params, scenes, config, device=device, backend=backend,
                     seed=config.seed + batch[0],
                 )
+                finite = []
+                for o, r, s in zip(objects, results, scenes, strict=True):
+                    bad = nonfinite_params(r.params)
+                    if bad:  # a diverged fit: not saved (a rerun tries it again)
+                        diverged.append(f"{spec.name} {o.class_name}/{o.object_id}")
+                        log.warning(
+                            "%s %s/%s: the fit diverged (NaN or inf in %s); not saved",
+                            spec.name, o.class_name, o.object_id, ", ".join(bad),
+                        )
+                    else:
+                        finite.append((o, r, s))
+                if bar is not None and len(finite) < len(objects):
+                    bar.update(len(objects) - len(finite))
+                if not finite:
+                    continue
                 records = [
                     NerfRecord(
                         object_id=o.object_id,
@@ -308,7 +342,7 @@ def fit_dataset(
                         source=str(o.path),
                         psnr_on=s.eval_on,
                     )
-                    for o, r, s in zip(objects, results, scenes, strict=True)
+                    for o, r, s in finite
                 ]
                 path = out / spec.name / f"shard-{batch[0]:06d}.h5"
                 write_nerf_shard(
@@ -334,7 +368,9 @@ def fit_dataset(
     finally:
         if bar is not None:
             bar.close()
-    return FitSummary(out, summary, shards, time.perf_counter() - t0, device, backend, config.sampler)
+    return FitSummary(
+        out, summary, shards, time.perf_counter() - t0, device, backend, config.sampler, diverged
+    )
 
 
 __all__ = [
