@@ -247,8 +247,12 @@ def pretrain_encoder(
     force: bool = False,
     archs: list[str] | None = None,
     progress: bool = True,
+    stop_after: int = 0,
 ) -> TrainSummary:
-    """Train an encoder on the graphs (and, for r / r+c, the NeRFs they came from)."""
+    """Train an encoder on the graphs (and, for r / r+c, the NeRFs they came from).
+
+    ``stop_after`` > 0 runs at most that many epochs in this call (the schedule still spans
+    ``config.epochs``); rerun with ``resume=True`` to continue."""
     from tqdm import tqdm
 
     t_start = time.perf_counter()
@@ -414,6 +418,9 @@ def pretrain_encoder(
         ck.resume = resume_bytes(optimizer, scheduler, scaler)
         save_checkpoint(last_path, ck, inputs)
         epochs_run += 1
+        if stop_after > 0 and epochs_run >= stop_after and epoch + 1 < config.epochs:
+            log.info("stopping after %d epoch(s) as asked; resume to continue", epochs_run)
+            break
         msg = f"epoch {epoch + 1}: loss {entry['loss']:.4f}"
         if "val_psnr" in entry:
             msg += f", val PSNR {entry['val_psnr']:.2f} dB (floor {entry['val_psnr_floor']:.2f})"
