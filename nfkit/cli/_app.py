@@ -11,7 +11,7 @@ from typing import TypeVar
 import typer
 
 from nfkit import __version__
-from nfkit.errors import NfkitError, UserError
+from nfkit.errors import REPORTED_ERRORS, UserError
 
 app = typer.Typer(
     name="nfkit",
@@ -57,12 +57,14 @@ F = TypeVar("F", bound=Callable)
 
 
 def user_errors(func: F) -> F:
-    """Turn the library's user-facing exceptions into a one-line message and exit code 1."""
+    """Turn the library's user errors (:data:`nfkit.errors.REPORTED_ERRORS`: ``NfkitError`` and
+    file errors naming a path) into a one-line message and exit code 1. Anything else is a bug
+    and keeps its traceback."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (NfkitError, ValueError, FileNotFoundError, FileExistsError) as exc:
+        except REPORTED_ERRORS as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise fail(msg) from None
         except KeyboardInterrupt:

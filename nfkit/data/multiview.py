@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from nfkit.errors import UserError
 from nfkit.data.cameras import focal_from_angle
 from nfkit.data.classes import NAME_TO_SYNSET, class_name
 
@@ -150,7 +151,7 @@ def scan_dataset(
     if not root.exists():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     if not root.is_dir():
-        raise ValueError(f"not a folder: {root}")
+        raise UserError(f"not a folder: {root}")
     # (class folder, object folder, the dataset root whose splits/ applies)
     found: list[tuple[str, Path, Path]] = []
     resolved = root.resolve()
@@ -182,7 +183,7 @@ def scan_dataset(
         ]
         if not kept:
             present = sorted({e.class_name for e in entries})
-            raise ValueError(
+            raise UserError(
                 f"no objects of class {', '.join(classes)} in {root}; classes present: {', '.join(present)}"
             )
         entries = kept
@@ -190,7 +191,7 @@ def scan_dataset(
         kept = [e for e in entries if e.split == split]
         if not kept:
             present = sorted({e.split for e in entries})
-            raise ValueError(
+            raise UserError(
                 f"no objects in split {split!r} in {root}; splits present: {', '.join(present)}"
             )
         entries = kept
@@ -214,9 +215,9 @@ def _read_json(path: Path) -> dict:
     try:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from None
+        raise UserError(f"cannot read {path}: {exc}") from None
     if not isinstance(meta, dict) or "camera_angle_x" not in meta or not meta.get("frames"):
-        raise ValueError(f"{path}: expected 'camera_angle_x' and a non-empty 'frames' list")
+        raise UserError(f"{path}: expected 'camera_angle_x' and a non-empty 'frames' list")
     return meta
 
 
@@ -239,7 +240,7 @@ def _read_rgba(path: Path) -> np.ndarray:
             im.load()
             rgba = im.convert("RGBA")
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
+        raise UserError(f"cannot read image {path}: {exc}") from None
     return np.asarray(rgba, dtype=np.float32) / 255.0
 
 
@@ -271,7 +272,7 @@ def _view_indices(n: int, max_views: int | None) -> np.ndarray:
     if max_views is None or max_views >= n:
         return np.arange(n)
     if max_views < 1:
-        raise ValueError(f"max_views must be >= 1, got {max_views}")
+        raise UserError(f"max_views must be >= 1, got {max_views}")
     return np.unique(np.linspace(0, n - 1, max_views).round().astype(int))
 
 
@@ -315,19 +316,19 @@ def load_object(
             pose = np.asarray(frame["transform_matrix"], dtype=np.float64)
             file_path = str(frame["file_path"])
         except (KeyError, TypeError, ValueError):
-            raise ValueError(
+            raise UserError(
                 f"{tf_path}: frame {i} needs 'file_path' and a 4x4 'transform_matrix'"
             ) from None
         if pose.shape == (3, 4):
             pose = np.vstack([pose, [0.0, 0.0, 0.0, 1.0]])
         if pose.shape != (4, 4):
-            raise ValueError(
+            raise UserError(
                 f"{tf_path}: frame {i} transform_matrix has shape {pose.shape}, expected (4, 4)"
             )
         path = _image_path(entry.path, file_path, tf_path)
         image = _read_rgba(path)
         if images and image.shape != images[0].shape:
-            raise ValueError(
+            raise UserError(
                 f"{path}: size {image.shape[1]}x{image.shape[0]} differs from the other views"
             )
         images.append(image)
@@ -338,7 +339,7 @@ def load_object(
         resolution = width
     if resolution is not None and resolution != width:
         if not 1 <= resolution <= width:
-            raise ValueError(
+            raise UserError(
                 f"resolution must be between 1 and the image width {width}, got {resolution}"
             )
         new_h = max(1, round(height * resolution / width))
@@ -512,7 +513,7 @@ def check_dataset(
         rot = obj.c2w[:, :3, :3].astype(np.float64)
         err = np.abs(np.einsum("vji,vjk->vik", rot, rot) - np.eye(3)).max()
         if not np.isfinite(obj.c2w).all() or err > 1e-3:
-            raise ValueError(
+            raise UserError(
                 f"{entry.path}: a transform_matrix has a non-orthonormal rotation (error {err:.2g})"
             )
         per_class[entry.class_name] = per_class.get(entry.class_name, 0) + 1

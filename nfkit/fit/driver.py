@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nfkit.errors import ConfigError, IncompatibleError, UserError
 from nfkit.fit.config import FitConfig
 from nfkit.io.artifacts import atomic_path
 from nfkit.nerf.specs import ArchSpec
@@ -36,9 +37,9 @@ log = logging.getLogger(__name__)
 def shard_selection(n_items: int, shard_index: int, num_shards: int) -> list[int]:
     """Positions i with ``i % num_shards == shard_index``."""
     if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+        raise ConfigError(f"num_shards must be >= 1, got {num_shards}")
     if not 0 <= shard_index < num_shards:
-        raise ValueError(f"shard index {shard_index} is outside 0..{num_shards - 1}")
+        raise ConfigError(f"shard index {shard_index} is outside 0..{num_shards - 1}")
     return [i for i in range(n_items) if i % num_shards == shard_index]
 
 
@@ -51,11 +52,11 @@ def shard_from_env(
         try:
             return int(env.get("RANK", "0")), int(env["WORLD_SIZE"])
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"RANK={env.get('RANK')!r} / WORLD_SIZE={env.get('WORLD_SIZE')!r} are not integers"
             ) from None
     if (shard_index is None) != (num_shards is None):
-        raise ValueError("give both --shard-index and --num-shards, or neither")
+        raise ConfigError("give both --shard-index and --num-shards, or neither")
     return (shard_index or 0, num_shards or 1)
 
 
@@ -94,7 +95,7 @@ def completed_keys(arch_dir: Path, spec: ArchSpec, init_fingerprint: str) -> set
             continue
         first = records[0]
         if first.arch.fingerprint() != spec.fingerprint():
-            raise ValueError(
+            raise IncompatibleError(
                 f"{shard} holds architecture {first.arch.name!r}, not {spec.name!r}; use another --out"
             )
         if first.sin != "exact":
@@ -103,7 +104,7 @@ def completed_keys(arch_dir: Path, spec: ArchSpec, init_fingerprint: str) -> set
                 "use another --out"
             )
         if first.init_fingerprint != init_fingerprint:
-            raise ValueError(
+            raise IncompatibleError(
                 f"{shard} was fitted from init {first.init_fingerprint}, not {init_fingerprint}; "
                 "NeRFs of one architecture must share their init (use another --out or the same --init)"
             )
@@ -186,7 +187,7 @@ def _load_test_views(load_object, entry, config: FitConfig):
 
 def resolve_backend(backend: str, device: str) -> str:
     if backend not in ("torch", "tcnn"):
-        raise ValueError(f"--backend {backend!r}: expected torch or tcnn")
+        raise ConfigError(f"--backend {backend!r}: expected torch or tcnn")
     if backend == "tcnn":
         from nfkit.nerf.tcnn_backend import tcnn_available
 
@@ -239,16 +240,16 @@ def fit_dataset(
     if not dataset.is_dir():
         raise FileNotFoundError(f"{dataset}: no such dataset folder")
     if not specs:
-        raise ValueError("no architectures to fit")
+        raise UserError("no architectures to fit")
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
-        raise ValueError(f"architecture listed twice: {names}")
+        raise UserError(f"architecture listed twice: {names}")
     entries = sorted(
         scan_dataset(dataset, classes=list(classes) if classes else None, split=split),
         key=lambda e: (e.class_name, e.object_id),
     )
     if not entries:
-        raise ValueError(f"{dataset}: no objects found")
+        raise UserError(f"{dataset}: no objects found")
     if limit:
         entries = entries[:limit]
     selected = shard_selection(len(entries), shard_index, num_shards)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nfkit.errors import ConfigError
 from nfkit.fit.config import FitConfig
 from nfkit.render.samplers import GridSampler, NerfaccSampler, nerfacc_cuda_available
 
@@ -59,7 +60,7 @@ def split_views(n_views: int, eval_every: int) -> tuple[list[int], list[int]]:
     held = [v for v in range(n_views) if eval_every and v % eval_every == 0]
     train = [v for v in range(n_views) if v not in set(held)]
     if not train:
-        raise ValueError(
+        raise ConfigError(
             f"no training views left: {n_views} view(s) with every {eval_every}-th held out "
             "(use a larger --eval-every, or 0 for no evaluation)"
         )
@@ -183,7 +184,7 @@ def make_model(spec, params: Sequence[Mapping[str, np.ndarray]], device, backend
     if backend == "tcnn":
         return TcnnBatchedNerfs(spec, params, device)
     if backend != "torch":
-        raise ValueError(f"unknown backend {backend!r}; expected torch or tcnn")
+        raise ConfigError(f"unknown backend {backend!r}; expected torch or tcnn")
     return TorchBatchedNerfs(spec, params, device)
 
 
@@ -195,7 +196,7 @@ def make_sampler(config: FitConfig, n_nerfs: int, device, generator: torch.Gener
         kind = "nerfacc" if on_cuda and nerfacc_cuda_available() else "grid"
     if kind == "nerfacc":
         if not on_cuda:
-            raise ValueError("sampler 'nerfacc' needs a CUDA device; use sampler=grid on the CPU")
+            raise ConfigError("sampler 'nerfacc' needs a CUDA device; use sampler=grid on the CPU")
         return NerfaccSampler(
             n_nerfs,
             config.samples,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nfkit.errors import ConfigError, UserError
 from nfkit.graphs.build import edge_values, graph_template
 from nfkit.graphs.nf2vec import nf2vec_num_rows, nf2vec_rows
 from nfkit.graphs.schema import VALUE, ParamGraph
@@ -77,9 +78,9 @@ def plan_outputs(
     seen: dict[Path, Path] = {}
     for src, out, _ in pairs:
         if out.resolve() == src.resolve():
-            raise ValueError(f"{src}: the output would overwrite the input; choose another --out")
+            raise UserError(f"{src}: the output would overwrite the input; choose another --out")
         if out in seen:
-            raise ValueError(
+            raise UserError(
                 f"{seen[out]} and {src} would both be written to {out}; pass their common parent folder instead"
             )
         seen[out] = src
@@ -115,7 +116,7 @@ def resolve_nf2vec_width(spec: ArchSpec, nf2vec: bool, width: int | None) -> int
     """0 = no nf2vec rows; otherwise the row width (default: the spec's hidden dimension)."""
     if width is not None:
         if width < 1:
-            raise ValueError(f"--nf2vec-width must be positive, got {width}")
+            raise ConfigError(f"--nf2vec-width must be positive, got {width}")
         return int(width)
     return spec.hidden_dim if nf2vec else 0
 
@@ -196,7 +197,7 @@ def build_graphs(
     one-line message; the others are still built.
     """
     if nf2vec_width is not None and nf2vec_width < 1:
-        raise ValueError(f"--nf2vec-width must be positive, got {nf2vec_width}")
+        raise ConfigError(f"--nf2vec-width must be positive, got {nf2vec_width}")
     keep = None if archs is None else {a.lower() for a in archs}
     jobs: list[_Job] = []
     for src, out, _ in plan_outputs(inputs, out_dir):

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nfkit.errors import IncompatibleError
 from nfkit.io.artifacts import (
     ArtifactError,
     fingerprint_bytes,
@@ -160,7 +161,7 @@ def check_init_matches(init: NerfInit, spec: ArchSpec) -> None:
     """ValueError unless ``init`` was made for an architecture with ``spec``'s layout."""
     if init.spec.fingerprint() != spec.fingerprint():
         where = str(init.path) if init.path else "(in memory)"
-        raise ValueError(
+        raise IncompatibleError(
             f"init {where} was made for architecture {_describe(init.spec)}, not {_describe(spec)}"
         )
 
@@ -176,7 +177,7 @@ def get_or_create_init(spec: ArchSpec, init_dir: str | Path, seed: int = 0) -> N
         init = load_init(path)
         check_init_matches(init, spec)
         if init.seed != int(seed):
-            raise ValueError(
+            raise IncompatibleError(
                 f"init {path} was made with seed {init.seed}, not {seed}; "
                 "pass the same seed or use another init folder"
             )

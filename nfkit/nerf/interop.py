@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nfkit.errors import ConfigError, IncompatibleError, UserError
 from nfkit.nerf import init as nerf_init
 from nfkit.nerf.specs import ArchSpec
 from nfkit.nerf.store import NerfRecord, read_nerf_shard, write_nerf_shard
@@ -102,11 +103,11 @@ def _tensor(state: Mapping, key: str, source: str) -> Tensor:
     if key not in state:  # also accept a module prefix, e.g. "radiance_field.mlp_base.params"
         matches = [k for k in state if str(k).endswith("." + key)]
         if len(matches) != 1:
-            raise ValueError(f"{source}: missing {key!r} (has {', '.join(sorted(map(str, state))) or 'no keys'})")
+            raise UserError(f"{source}: missing {key!r} (has {', '.join(sorted(map(str, state))) or 'no keys'})")
         key = matches[0]
     value = state[key]
     if not isinstance(value, Tensor):
-        raise ValueError(f"{source}: {key!r} is not a tensor")
+        raise UserError(f"{source}: {key!r} is not a tensor")
     return value.detach().to(torch.float32).cpu()
 
 
@@ -121,7 +122,7 @@ def reference_to_canonical(
     flat = _tensor(state, _KEY_MLP, source).reshape(-1)
     n = tcnn_mlp_n_params(spec)
     if flat.numel() != n:
-        raise ValueError(
+        raise UserError(
             f"{source}: {_KEY_MLP} has {flat.numel()} values, architecture {spec.name!r} expects {n}"
         )
     params = tcnn_mlp_to_canonical(spec, flat)
@@ -133,7 +134,7 @@ def reference_to_canonical(
         tri = _tensor(state, _KEY_TRI, source)
         _, c, r, _ = shapes["triplane"]
         if tuple(tri.shape) != (3, r, r, c):
-            raise ValueError(
+            raise UserError(
                 f"{source}: {_KEY_TRI} has shape {tuple(tri.shape)}, architecture {spec.name!r} "
                 f"expects {(3, r, r, c)} (planes, R, R, channels)"
             )
@@ -141,7 +142,7 @@ def reference_to_canonical(
     if spec.family == "hash":
         table = _tensor(state, _KEY_HASH, source).reshape(-1)
         if table.numel() != shapes["hash_table"][0]:
-            raise ValueError(
+            raise UserError(
                 f"{source}: {_KEY_HASH} has {table.numel()} values, architecture {spec.name!r} "
                 f"expects {shapes['hash_table'][0]}"
             )
@@ -216,15 +217,15 @@ def load_state(path: Path) -> Mapping[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise ValueError(
+        raise UserError(
             f"{path}: not a readable torch weights file (not a torch file, or it holds objects "
             "other than tensors; it is loaded with weights_only=True)"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise ValueError(f"{path}: not a readable torch weights file ({msg[:120]})") from None
+        raise UserError(f"{path}: not a readable torch weights file ({msg[:120]})") from None
     if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+        raise UserError(f"{path}: expected a state dict, found {type(state).__name__}")
     return state
 
 
@@ -261,9 +262,9 @@ def read_reference_split_lists(folder: Path) -> dict[str, str]:
             text = file.read_text()
             items = json.loads(text) if file.suffix == ".json" else text.splitlines()
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{file}: unreadable split list ({exc.__class__.__name__})") from None
+            raise UserError(f"{file}: unreadable split list ({exc.__class__.__name__})") from None
         if not isinstance(items, list):
-            raise ValueError(f"{file}: a split list must be a JSON list of paths")
+            raise UserError(f"{file}: a split list must be a JSON list of paths")
         for item in items:
             parts = [p for p in str(item).split("#", 1)[0].strip().replace("\\", "/").split("/") if p not in ("", ".")]
             if not parts:
@@ -358,7 +359,7 @@ def import_reference_nerfs(
     reported in ``ImportReport.failed`` (one line, naming the file) and the others are imported.
     """
     if shard_size < 1:
-        raise ValueError("shard_size must be >= 1")
+        raise ConfigError("shard_size must be >= 1")
     if init is not None:
         nerf_init.check_init_matches(init, spec)
     init_fp = init.fingerprint if init is not None else UNKNOWN_INIT
@@ -413,14 +414,14 @@ def _check_existing_shard(path: Path, spec: ArchSpec, init_fp: str, chunk: list[
     """A shard kept from an earlier run must hold this chunk's NeRFs, of this arch and init."""
     records = read_nerf_shard(path, load_params=False)
     if records and records[0].arch.fingerprint() != spec.fingerprint():
-        raise ValueError(f"{path} holds architecture {records[0].arch.name!r}, not {spec.name!r}; use another --out")
+        raise IncompatibleError(f"{path} holds architecture {records[0].arch.name!r}, not {spec.name!r}; use another --out")
     if records and records[0].init_fingerprint != init_fp:
-        raise ValueError(
+        raise IncompatibleError(
             f"{path} holds NeRFs of init {records[0].init_fingerprint}, not {init_fp}; use another --out"
         )
     expected = {str(ref.path) for ref in chunk}
     if not {r.source for r in records} <= expected:
-        raise ValueError(
+        raise UserError(
             f"{path} was written from other files (inputs or --shard-size changed); use another --out"
         )
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nfkit.errors import UserError
 from nfkit.render.rays import turntable_cameras
 from nfkit.render.renderer import build_grid, default_step_size, render_rays
 
@@ -156,12 +157,12 @@ def render_nerfs(
         from nfkit.data.multiview import load_cameras
 
         if not Path(cameras).is_file():
-            raise ValueError(f"--cameras must be 'dataset', 'turntable' or a transforms .json file; {cameras}: no such file")
+            raise UserError(f"--cameras must be 'dataset', 'turntable' or a transforms .json file; {cameras}: no such file")
         camera_set = load_cameras(cameras, resolution=resolution or None)
     entries = {}
     if cameras == "dataset":
         if dataset is None:
-            raise ValueError("--cameras dataset needs --dataset DIR (the multi-view dataset the NeRFs were fitted on)")
+            raise UserError("--cameras dataset needs --dataset DIR (the multi-view dataset the NeRFs were fitted on)")
         from nfkit.data.multiview import scan_dataset
 
         entries = {f"{e.class_name}/{e.object_id}": e for e in scan_dataset(Path(dataset))}
@@ -229,7 +230,7 @@ def _render_dataset(rec, entries, path, views, resolution, eval_every, n_samples
 
     entry = entries.get(rec.key)
     if entry is None:
-        raise ValueError(f"NeRF {rec.key} ({rec.shard}) is not an object of the --dataset folder")
+        raise UserError(f"NeRF {rec.key} ({rec.shard}) is not an object of the --dataset folder")
     try:
         obj = load_object(entry, resolution=resolution or None)
     except ValueError as exc:
