@@ -190,9 +190,9 @@ def test_config_overrides_and_presets():
     assert (cfg.steps, cfg.lr, cfg.random_background, cfg.lr_milestones) == (7, 0.5, False, (0.5, 0.9))
     assert PRESETS["paper"].steps == 1500 and PRESETS["paper"].grid_res == 128
     assert PRESETS["paper"].milestone_steps() == [750, 1125, 1350]
-    with pytest.raises(ValueError, match="unknown fit config key"):
+    with pytest.raises(ValueError, match="unknown config key 'stepz'"):
         resolve_config("cpu", {"stepz": "1"})
-    with pytest.raises(ValueError, match="expected a int"):
+    with pytest.raises(ValueError, match="steps='many': expected an int"):
         resolve_config("cpu", {"steps": "many"})
-    with pytest.raises(ValueError, match="unknown fit preset"):
+    with pytest.raises(ValueError, match="unknown preset 'fast'"):
         resolve_config("fast")
