@@ -115,8 +115,10 @@ def write_nerf_shard(
     records: Sequence[NerfRecord],
     config: dict | None = None,
     inputs: dict[str, str] | None = None,
+    input_paths: Mapping[str, Sequence[str | Path]] | None = None,
 ) -> Path:
-    """Write NeRFs (all of one architecture and init) to ``path`` atomically."""
+    """Write NeRFs (all of one architecture and init) to ``path`` atomically (``inputs`` /
+    ``input_paths`` as :func:`nfkit.io.artifacts.write_artifact`)."""
     if not records:
         raise ValueError("no NeRFs to write")
     spec = records[0].arch
@@ -132,7 +134,9 @@ def write_nerf_shard(
         check_params(spec, r.params, batched=False)
     inputs = dict(inputs or {})
     inputs.setdefault("init", init_fp)
-    with write_artifact(path, NERF_SHARD, NERF_SHARD_VERSION, config=config, inputs=inputs) as f:
+    with write_artifact(
+        path, NERF_SHARD, NERF_SHARD_VERSION, config=config, inputs=inputs, input_paths=input_paths
+    ) as f:
         f.attrs["arch_spec"] = spec.to_json()
         f.attrs["arch_fingerprint"] = spec.fingerprint()
         f.attrs["init_fingerprint"] = init_fp

@@ -102,9 +102,9 @@ def test_killed_run_leaves_complete_shards_and_resumes(dataset, tmp_path):
     crashing = CountingFit(fail_after=1)
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit_dataset(dataset, out, [spec], QUICK, fit_fn=crashing)
-    files = sorted(p.name for p in (out / "mlp-32h").iterdir())
-    assert files == ["shard-000000.h5"]  # one complete shard, no temporary files
-    records = read_nerf_shard(out / "mlp-32h" / "shard-000000.h5")
+    files = sorted((out / "mlp-32h").iterdir())
+    assert len(files) == 1 and files[0].name.startswith("shard-")  # one complete shard, no temporary files
+    records = read_nerf_shard(files[0])
     assert len(records) == QUICK.batch_nerfs
     assert all(np.isfinite(r.params["mlp.0"]).all() for r in records)
     resumed = CountingFit()
