@@ -29,7 +29,7 @@ from nfkit.io.artifacts import (
     ArtifactError,
     fingerprint_bytes,
     open_artifact,
-    register_kind,
+    register_reader,
     write_artifact,
 )
 from nfkit.nerf import field as nerf_field
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 NERF_INIT = "nerf-init"
 NERF_INIT_VERSION = 1
-register_kind(NERF_INIT, NERF_INIT_VERSION)
 
 GENERATOR = "torch.Generator(cpu).manual_seed(seed) -> nfkit.nerf.field.init_params"
 """How :func:`create_init` draws the tensors (stored in the artifact for the record)."""
@@ -186,3 +185,6 @@ def get_or_create_init(spec: ArchSpec, init_dir: str | Path, seed: int = 0) -> N
     save_init(init, path)
     log.info("created shared init %s (fingerprint %s)", path, init.fingerprint)
     return init
+
+
+register_reader(NERF_INIT, NERF_INIT_VERSION, load_init)

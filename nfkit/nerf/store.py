@@ -35,14 +35,13 @@ from nfkit.io.artifacts import (
     ArtifactError,
     find_h5_files,
     open_artifact,
-    register_kind,
+    register_reader,
     write_artifact,
 )
 from nfkit.nerf.specs import ArchSpec
 
 NERF_SHARD = "nerf-shard"
 NERF_SHARD_VERSION = 1
-register_kind(NERF_SHARD, NERF_SHARD_VERSION)
 
 _STR = h5py.string_dtype("utf-8")
 _META_STR = ("object_id", "class_name", "split", "source")
@@ -241,3 +240,6 @@ def find_shards(paths: str | Path | Iterable[str | Path]) -> list[Path]:
 def iter_nerfs(paths: str | Path | Iterable[str | Path], load_params: bool = True) -> Iterator[NerfRecord]:
     for shard in find_shards(paths):
         yield from read_nerf_shard(shard, load_params=load_params)
+
+
+register_reader(NERF_SHARD, NERF_SHARD_VERSION, read_nerf_shard)
