@@ -6,6 +6,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import typer
@@ -39,7 +40,16 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the nfkit version and exit."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
+    workspace: Path | None = typer.Option(
+        None, "--workspace", "-w",
+        help="Workspace folder whose nerfs/, graphs/, views/, ... are every stage's default inputs and "
+        "outputs (default: $NFKIT_WORKSPACE, else the current folder). Layout: data_specs/workspace.md.",
+        show_default=False,
+    ),
 ) -> None:
+    from nfkit.workspace import set_workspace
+
+    set_workspace(workspace)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

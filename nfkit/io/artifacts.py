@@ -109,8 +109,12 @@ def fingerprint_path(path: str | os.PathLike) -> str:
 
 
 def fingerprint_paths(paths: Iterable[str | os.PathLike]) -> str:
-    """One content fingerprint of several files/folders, in the order given."""
-    return fingerprint_bytes(*(fingerprint_path(p).encode() + b"\0" for p in paths))
+    """One content fingerprint of several files/folders, in the order given (of one path: its
+    :func:`fingerprint_path`)."""
+    prints = [fingerprint_path(p) for p in paths]
+    if len(prints) == 1:
+        return prints[0]
+    return fingerprint_bytes(*(fp.encode() + b"\0" for fp in prints))
 
 
 def _umask() -> int:
