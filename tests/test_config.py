@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from nfkit.config import Presets, StageConfig, config_diff, field_help, group, option, parse_set_options
+from nfkit.config import (
+    Presets,
+    StageConfig,
+    config_diff,
+    field_help,
+    group,
+    option,
+    parse_set_options,
+)
 from nfkit.errors import ConfigError
 from nfkit.fit.config import PRESETS as FIT_PRESETS
 from nfkit.fit.config import FitConfig

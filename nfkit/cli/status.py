@@ -25,7 +25,14 @@ def status(
     """List the workspace's artifacts per stage folder (nerfs/, graphs/, embeddings/, ...), how many
     items each holds, and which are stale: an input changed since the artifact was written
     (content fingerprints, not timestamps). Exit code 1 when something is stale or unreadable."""
-    from nfkit.io.status import MISSING_INPUT, STALE, UNREADABLE, format_status, status_json, workspace_status
+    from nfkit.io.status import (
+        MISSING_INPUT,
+        STALE,
+        UNREADABLE,
+        format_status,
+        status_json,
+        workspace_status,
+    )
     from nfkit.workspace import workspace
 
     root = workspace_dir if workspace_dir is not None else workspace()

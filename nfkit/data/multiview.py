@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nfkit.errors import UserError
 from nfkit.data.cameras import focal_from_angle
 from nfkit.data.classes import NAME_TO_SYNSET, class_name
+from nfkit.errors import UserError
 
 log = logging.getLogger(__name__)
 

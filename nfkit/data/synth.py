@@ -30,13 +30,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from nfkit.errors import ConfigError, UserError
 from nfkit import __version__
 from nfkit.data.cameras import focal_from_angle, look_at, orbit_eyes
 from nfkit.data.classes import SYNSET_TO_NAME, SYNSETS, resolve_classes
 from nfkit.data.primitives import Part, deform, interior_point, normalize, object_bounds, recolor
 from nfkit.data.raycast import render_views
 from nfkit.data.shapes import BUILDERS
+from nfkit.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 

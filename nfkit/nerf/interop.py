@@ -53,11 +53,17 @@ import torch
 from torch import Tensor
 
 from nfkit.errors import ConfigError, IncompatibleError, UserError
-from nfkit.nerf import init as nerf_init
-from nfkit.nerf.specs import ArchSpec
 from nfkit.io.artifacts import fingerprint_paths
 from nfkit.io.shards import fresh_shard_path, plan_work, run_work
-from nfkit.nerf.store import NerfRecord, find_shards, read_nerf_shard, read_shard_spec, write_nerf_shard
+from nfkit.nerf import init as nerf_init
+from nfkit.nerf.specs import ArchSpec
+from nfkit.nerf.store import (
+    NerfRecord,
+    find_shards,
+    read_nerf_shard,
+    read_shard_spec,
+    write_nerf_shard,
+)
 from nfkit.nerf.tcnn_backend import canonical_to_tcnn_mlp, tcnn_mlp_n_params, tcnn_mlp_to_canonical
 
 __all__ = [
