@@ -61,11 +61,11 @@ def build_graphs_cmd(
     Outputs that are complete and built from their input as it is now are skipped, so a rerun resumes. A corrupt or unreadable NeRF shard is reported on stderr while the others are still built; the exit code is then 1. Layout of the graphs: data_specs/graph-shard-v1.md.
     """
     from nfkit.graphs.convert import build_graphs, format_stats, graph_stats
-    from nfkit.workspace import default
+    from nfkit.workspace import default, default_input
 
     out = default(out, "graphs")
     if not nerfs and not stats:
-        nerfs = [default(None, "nerfs")]
+        nerfs = default_input(None, "nerfs")
     if not nerfs and not out.is_dir():
         raise FileNotFoundError(f"{out}: no such graph folder")
     counts = {"built": 0, "skipped": 0, "filtered": 0, "failed": 0}

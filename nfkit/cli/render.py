@@ -45,9 +45,9 @@ def render(
 ) -> None:
     """Render stored NeRFs with the fitter's sampler and compositing, on black."""
     from nfkit.render.views import render_nerfs
-    from nfkit.workspace import default
+    from nfkit.workspace import default, default_input
 
-    nerfs = nerfs or [default(None, "nerfs")]
+    nerfs = default_input(nerfs, "nerfs")
     out = default(out, "views")
 
     mode = cameras.strip()
