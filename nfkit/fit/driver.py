@@ -78,7 +78,7 @@ def completed_keys(arch_dir: Path, spec: ArchSpec, init_fingerprint: str) -> set
                 f"{shard} holds architecture {first.arch.name!r}, not {spec.name!r}; use another --out"
             )
         if first.sin != "exact":
-            raise ValueError(
+            raise IncompatibleError(
                 f"{shard} holds NeRFs trained with tiny-cuda-nn's fast sine (imported), not nfkit fits; "
                 "use another --out"
             )

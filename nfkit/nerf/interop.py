@@ -206,9 +206,9 @@ def with_per_level_scale(spec: ArchSpec, per_level_scale: float | None) -> ArchS
     if per_level_scale is None:
         return spec
     if spec.family != "hash":
-        raise ValueError(f"--per-level-scale applies to hash architectures only, not {spec.name!r} ({spec.family})")
+        raise ConfigError(f"--per-level-scale applies to hash architectures only, not {spec.name!r} ({spec.family})")
     if not math.isfinite(per_level_scale) or per_level_scale < 1.0:
-        raise ValueError(f"--per-level-scale must be a finite number >= 1, got {per_level_scale}")
+        raise ConfigError(f"--per-level-scale must be a finite number >= 1, got {per_level_scale}")
     if per_level_scale == spec.hash_per_level_scale:
         return spec
     other = replace(spec, hash_per_level_scale=float(per_level_scale))

@@ -187,7 +187,7 @@ def render_nerfs(
                 matched |= hits
             jobs.append((rec, eval_every))
     if wanted is not None and wanted - matched:
-        raise ValueError(
+        raise UserError(
             f"--object {', '.join(sorted(wanted - matched))}: no such NeRF in {', '.join(map(str, nerfs))}"
             + (f" (architectures {', '.join(sorted(wanted_arch))})" if wanted_arch else "")
         )
