@@ -8,6 +8,30 @@ import typer
 
 from nfkit.cli._app import app, user_errors
 
+#: modules that define artifact kinds (each registers its kinds and readers on import); status
+#: imports them all so it can read every kind. Add a new kind's module here.
+KIND_MODULES = (
+    "nfkit.nerf.init",
+    "nfkit.nerf.store",
+    "nfkit.graphs.shard_reader",
+    "nfkit.embed.store",
+    "nfkit.encoder.checkpoint",
+    "nfkit.encoder.targets",
+    "nfkit.tasks.classifier",
+)
+
+
+def register_all_kinds() -> None:
+    """Import every module of :data:`KIND_MODULES` (a missing optional one is skipped)."""
+    import importlib
+
+    for name in KIND_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):
+                raise
+
 
 @app.command("status")
 @user_errors
@@ -35,6 +59,7 @@ def status(
     )
     from nfkit.workspace import workspace
 
+    register_all_kinds()
     root = workspace_dir if workspace_dir is not None else workspace()
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such workspace folder")

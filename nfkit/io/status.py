@@ -123,7 +123,8 @@ def format_status(root: Path, folders: list[FolderStatus], files: bool = False) 
             head += ", " + ", ".join(f"{n} {s} file(s)" for s, n in sorted(f.other_files.items()))
         lines.append(head)
         for (kind, version), arts in sorted(kinds.items()):
-            items = sum(a.items or 0 for a in arts)
+            counted = [a.items for a in arts if a.items is not None]
+            items = str(sum(counted)) if counted else "-"
             states = {s: sum(a.state == s for a in arts) for s in (STALE, MISSING_INPUT, UNCHECKED, UNREADABLE)}
             flags = ", ".join(f"{n} {s}" for s, n in states.items() if n)
             label = f"{kind} v{version}" if version >= 0 else kind

@@ -79,3 +79,19 @@ def test_build_graphs_in_an_empty_workspace_names_the_folder(tmp_path):
 def test_status_of_a_missing_workspace_is_one_line(tmp_path):
     result = runner.invoke(app, ["status", str(tmp_path / "nope")])
     assert result.exit_code == 1 and result.output.startswith("error:") and len(result.output.splitlines()) == 1
+
+
+def test_status_knows_every_kind_in_a_fresh_process(tmp_path):
+    """`nfkit status` must register the kinds itself (not rely on other imports of the process)."""
+    import subprocess
+    import sys
+
+    from nfkit.nerf.init import get_or_create_init
+    from nfkit.nerf.specs import get_arch
+
+    get_or_create_init(get_arch("mlp"), tmp_path / "nerfs" / "inits")
+    code = "import sys; from nfkit.cli import main; sys.argv = ['nfkit', 'status', sys.argv[1]]; main()"
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "nerf-init v1" in run.stdout and "unreadable" not in run.stdout
