@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from nfkit.cli._app import app, resolve_device, user_errors
+from nfkit.cli._app import app, fail, resolve_device, user_errors
 from nfkit.fit.config import PRESETS, field_help
 from nfkit.fit.malloc import tune_malloc
 
@@ -103,3 +103,10 @@ def fit_nerfs(
             + (f" ({on})" if on else "") + f", {rate}"
         )
     typer.echo(f"wrote {len(summary.shards)} shard(s) to {summary.out} in {summary.seconds:.1f} s")
+    for key in summary.diverged:
+        typer.echo(f"error: {key}: the fit diverged (NaN or inf weights); not saved", err=True)
+    if summary.diverged:
+        raise fail(
+            f"{len(summary.diverged)} fit(s) diverged (listed above; the others are saved): "
+            "lower --lr, or check the data"
+        )

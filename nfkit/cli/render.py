@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from nfkit.cli._app import app, resolve_device, user_errors
+from nfkit.cli._app import app, fail, resolve_device, user_errors
 
 
 @app.command("render")
@@ -43,7 +43,8 @@ def render(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar over NeRFs."),
 ) -> None:
-    """Render stored NeRFs with the fitter's sampler and compositing, on black."""
+    """Render stored NeRFs with the fitter's sampler and compositing, on black. A shard that
+    cannot be read is reported on stderr while the others are rendered; the exit code is then 1."""
     from nfkit.render.views import render_nerfs
     from nfkit.workspace import default, default_input
 
@@ -53,11 +54,12 @@ def render(
     mode = cameras.strip()
     if mode.lower() in ("dataset", "turntable"):
         mode = mode.lower()
+    failures: list[str] = []
     results = render_nerfs(
         nerfs, out, cameras=mode, objects=objects, dataset=dataset, turntable=turntable, views=views,
         resolution=resolution, elevation_deg=elevation, distance=distance, fov_x=fov,
         n_samples=samples, grid_res=grid_res, limit=limit, arch=arch, device=resolve_device(device),
-        progress=progress,
+        progress=progress, failures=failures,
     )
     for r in results:
         psnr = f", PSNR vs ground truth {r.psnr:.2f} dB" if math.isfinite(r.psnr) else ""
@@ -66,3 +68,7 @@ def render(
             per_view = " ".join(f"{p:.2f}" if math.isfinite(p) else "-" for p in r.view_psnr)
             typer.echo(f"  PSNR per view (dB): {per_view} -> {r.psnr_file}")
     typer.echo(f"rendered {len(results)} NeRF(s) to {out}")
+    for message in failures:
+        typer.echo(f"error: {message}", err=True)
+    if failures:
+        raise fail(f"{len(failures)} shard(s) could not be read (listed above); the others were rendered")

@@ -233,15 +233,77 @@ def _image_path(folder: Path, file_path: str, transforms: Path) -> Path:
     raise FileNotFoundError(f"frame image {base}.png not found (listed in {transforms.name})")
 
 
+#: Pillow modes read through ``convert("RGBA")`` without losing values: 8-bit (and 1-bit)
+#: grey, grey + alpha, palette (its transparency becomes alpha), RGB, RGBA and friends.
+_EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"})
+#: Pillow's modes of 16-bit greyscale PNGs (``convert("RGBA")`` would clip them to 255: white).
+_SIXTEEN_BIT_GREY = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+
+
 def _read_rgba(path: Path) -> np.ndarray:
-    """(H, W, 4) float32 RGBA in [0, 1]; images without alpha get alpha 1."""
+    """(H, W, 4) float32 RGBA in [0, 1]; images without alpha get alpha 1.
+
+    Reads 8-bit images of every usual mode (grey, grey + alpha, palette with or without
+    transparency, RGB, RGBA) and 16-bit greyscale (scaled by 1/65535); other modes (float or
+    32-bit integer images) are refused with a message naming the mode.
+    """
     try:
         with Image.open(path) as im:
             im.load()
-            rgba = im.convert("RGBA")
+            mode = im.mode
+            if mode in _EIGHT_BIT_MODES:
+                return np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+            if mode in _SIXTEEN_BIT_GREY:
+                grey = np.asarray(im).astype(np.float64)
+            else:
+                grey = None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"cannot read image {path}: {exc}") from None
-    return np.asarray(rgba, dtype=np.float32) / 255.0
+    if grey is None or grey.ndim != 2 or grey.min(initial=0) < 0 or grey.max(initial=0) > 65535:
+        raise UserError(
+            f"cannot read image {path}: unsupported image mode {mode!r} "
+            "(expected 8-bit grey, grey + alpha, palette, RGB, RGBA or 16-bit grey)"
+        )
+    rgba = np.ones((*grey.shape, 4), np.float32)
+    rgba[..., :3] = (grey / 65535.0)[..., None]
+    return rgba
+
+
+def check_cameras(c2w: np.ndarray, source: Path | str, frames: Sequence[int] | None = None) -> None:
+    """Refuse camera-to-world matrices that are not rigid camera poses.
+
+    The one check of every reader of multi-view data (``check-data``, ``fit-nerfs``,
+    ``render --cameras dataset``): every entry finite, the rotation block orthonormal with
+    determinant +1 (not singular, not a reflection) within 1e-3, bottom row (0, 0, 0, 1).
+
+    Shapes: c2w (V, 4, 4). ``frames`` names the frame index of each row in the message.
+    """
+    c2w = np.asarray(c2w, dtype=np.float64)
+    frames = list(range(len(c2w))) if frames is None else list(frames)
+    eye = np.eye(3)
+    for row, pose in enumerate(c2w):
+        where = f"{source}: frame {frames[row]} transform_matrix"
+        if not np.isfinite(pose).all():
+            raise UserError(f"{where} has non-finite entries (NaN or inf)")
+        rot = pose[:3, :3]
+        err = float(np.abs(rot.T @ rot - eye).max())
+        if err > 1e-3:
+            raise UserError(f"{where} is not a rigid camera pose: its rotation is not orthonormal (error {err:.2g})")
+        if np.linalg.det(rot) < 0:
+            raise UserError(f"{where} is a reflection (rotation determinant -1), not a camera pose")
+        if np.abs(pose[3] - [0.0, 0.0, 0.0, 1.0]).max() > 1e-6:
+            raise UserError(f"{where} has bottom row {pose[3].tolist()}, expected [0, 0, 0, 1]")
+
+
+def _camera_angle(meta: dict, path: Path) -> float:
+    raw = meta["camera_angle_x"]
+    try:
+        angle = float(raw)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: camera_angle_x must be a number (radians), got {raw!r}") from None
+    if isinstance(raw, bool) or not 0.0 < angle < np.pi:
+        raise UserError(f"{path}: camera_angle_x must be in (0, pi) radians, got {raw!r}")
+    return angle
 
 
 def downscale(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -308,9 +370,11 @@ def load_object(
         entry = ObjectEntry(folder.name, class_name(folder.resolve().parent.name), "train", folder)
     tf_path = _transforms_file(entry.path, transforms)
     meta = _read_json(tf_path)
+    angle = _camera_angle(meta, tf_path)
     frames = meta["frames"]
     images, poses = [], []
-    for i in _view_indices(len(frames), max_views):
+    picked = _view_indices(len(frames), max_views)
+    for i in picked:
         frame = frames[i]
         try:
             pose = np.asarray(frame["transform_matrix"], dtype=np.float64)
@@ -333,8 +397,9 @@ def load_object(
             )
         images.append(image)
         poses.append(pose)
+    check_cameras(np.stack(poses), tf_path, [int(i) for i in picked])
     height, width = images[0].shape[:2]
-    focal = focal_from_angle(float(meta["camera_angle_x"]), width)
+    focal = focal_from_angle(angle, width)
     if shrink_only and resolution is not None and resolution > width:
         resolution = width
     if resolution is not None and resolution != width:
@@ -430,6 +495,7 @@ def load_cameras(path: str | Path, resolution: int | None = None) -> CameraSet:
             except FileNotFoundError:
                 image = None
         files.append(image)
+    check_cameras(np.stack(poses), path)  # the same check as check-data and fit-nerfs
     images = [None if f is None else _read_rgba(f) for f in files]
     sizes = {im.shape[:2] for im in images if im is not None}
     if len(sizes) > 1:
@@ -499,8 +565,8 @@ def check_dataset(
     """Read every object of a dataset (all views) and check images and cameras.
 
     Raises:
-        FileNotFoundError / ValueError: as :func:`scan_dataset` and :func:`load_object`, or a
-            camera whose rotation is not orthonormal.
+        FileNotFoundError / ValueError / UserError: as :func:`scan_dataset` and
+            :func:`load_object` (which refuses bad cameras with :func:`check_cameras`).
     """
     from tqdm import tqdm
 
@@ -509,13 +575,7 @@ def check_dataset(
     per_split: dict[str, int] = {}
     counts, sizes = [], set()
     for entry in tqdm(entries, disable=not progress, unit="obj", desc="check"):
-        obj = load_object(entry)
-        rot = obj.c2w[:, :3, :3].astype(np.float64)
-        err = np.abs(np.einsum("vji,vjk->vik", rot, rot) - np.eye(3)).max()
-        if not np.isfinite(obj.c2w).all() or err > 1e-3:
-            raise UserError(
-                f"{entry.path}: a transform_matrix has a non-orthonormal rotation (error {err:.2g})"
-            )
+        obj = load_object(entry)  # cameras checked there (check_cameras), as for fit-nerfs
         per_class[entry.class_name] = per_class.get(entry.class_name, 0) + 1
         per_split[entry.split] = per_split.get(entry.split, 0) + 1
         counts.append(len(obj.images))

@@ -37,6 +37,7 @@ from nfkit.data.primitives import Part, deform, interior_point, normalize, objec
 from nfkit.data.raycast import render_views
 from nfkit.data.shapes import BUILDERS
 from nfkit.errors import ConfigError, UserError
+from nfkit.io.artifacts import sigterm_cleans_up
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +235,12 @@ def split_indices(
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
+    from nfkit.errors import UserError
+    from nfkit.io.artifacts import check_output_dir
+
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder")
+        raise UserError(f"{out} exists and is not a folder")
+    check_output_dir(out.parent, "output folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(
@@ -369,6 +374,7 @@ def generate_dataset(
     _check_output(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    _remove_stale_partials(out)
     if tmp.exists():
         shutil.rmtree(tmp)
     total = len(config.classes) * config.objects_per_class * (config.augment + 1)
@@ -378,6 +384,38 @@ def generate_dataset(
         np.linspace(0, config.views - 1, min(preview_views, config.views)).round().astype(int)
     )
     start, timer = time.perf_counter(), [0.0]
+    with sigterm_cleans_up():  # SIGTERM -> SystemExit, so that the finally below removes tmp
+        _generate_into(tmp, out, config, splits, firsts, pick, timer, total, preview, progress)
+    if preview is not None:
+        write_preview(firsts, Path(preview))
+    seconds = time.perf_counter() - start
+    per_class = {s: config.objects_per_class * (config.augment + 1) for s in config.classes}
+    return SynthSummary(
+        root=out,
+        n_objects=total,
+        n_augmented=total - len(config.classes) * config.objects_per_class,
+        per_class={SYNSET_TO_NAME[s]: n for s, n in per_class.items()},
+        per_split={s: len(v) for s, v in splits.items()},
+        seconds=seconds,
+        seconds_per_object=seconds / total,
+        render_seconds_per_object=timer[0] / total,
+        preview=Path(preview) if preview is not None else None,
+        config=asdict(config),
+    )
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Remove ``.<name>.partial-<pid>`` folders that killed runs of this host left."""
+    from nfkit.io.artifacts import pid_alive
+
+    for old in out.parent.glob(f".{out.name}.partial-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and old.is_dir() and not pid_alive(int(pid)):
+            log.info("removing %s, left by a killed run", old)
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _generate_into(tmp, out, config, splits, firsts, pick, timer, total, preview, progress) -> None:
     try:
         with tqdm(total=total, disable=not progress, unit="obj", desc="synth") as bar:
             for synset in config.classes:
@@ -412,18 +450,3 @@ def generate_dataset(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    if preview is not None:
-        write_preview(firsts, Path(preview))
-    seconds = time.perf_counter() - start
-    return SynthSummary(
-        root=out,
-        n_objects=total,
-        n_augmented=total - len(config.classes) * config.objects_per_class,
-        per_class={SYNSET_TO_NAME[s]: n for s, n in per_class.items()},
-        per_split={s: len(v) for s, v in splits.items()},
-        seconds=seconds,
-        seconds_per_object=seconds / total,
-        render_seconds_per_object=timer[0] / total,
-        preview=Path(preview) if preview is not None else None,
-        config=asdict(config),
-    )

@@ -112,7 +112,7 @@ def load_checkpoint(path: str | Path, with_resume: bool = False) -> Checkpoint:
         try:
             config = EncoderConfig.from_dict(json.loads(f.attrs["nfkit_config"]))
             state = {
-                module: {name: torch.from_numpy(ds[()]) for name, ds in f["state"][module].items()}
+                module: {name: torch.from_numpy(np.array(ds[()])) for name, ds in f["state"][module].items()}
                 for module in f["state"]
             }
             ckpt = Checkpoint(

@@ -10,8 +10,8 @@ dataset (78 training objects × 3 architectures). What it changes, and why (meas
 2-core development machine; see the closing notes of the encoder issue):
 
 - hidden 32 (paper 128): the message passing costs ∝ h², 16× less;
-- at most 256 sources per large block per step (the 3·32² tri-plane locations and each hash
-  level's 4096 entries; ``max_src``) and 4096 readout edges (``readout_edges``): those blocks
+- at most 64 sources per block per step (of the 3·32² tri-plane locations, each hash level's
+  4096 entries, the first layer's 144–304 inputs; ``max_src``) and 4096 readout edges (``readout_edges``): those blocks
   are 64–80 % of a tri/hash graph's edges, and the mean over a random subset of a block's
   edges is an unbiased estimate of the mean over all of them; ``embed`` always uses every edge;
 - decoder 256 wide, 64 rays and 512 background points per NeRF per step: the rendering loss
@@ -134,7 +134,7 @@ PRESETS: dict[str, EncoderConfig] = {
         grid_res=32,
         epochs=12,
         lr=1e-3,
-        max_src=256,
+        max_src=64,
         readout_edges=4096,
         val_every=4,
         val_resolution=48,

@@ -31,10 +31,16 @@ from pathlib import Path
 from nfkit.config import config_diff
 from nfkit.errors import ConfigError, IncompatibleError, UserError
 from nfkit.fit.config import FitConfig
-from nfkit.io.artifacts import atomic_path, fingerprint_bytes, fingerprint_paths
+from nfkit.io.artifacts import atomic_path, check_output_dir, fingerprint_bytes, fingerprint_paths
 from nfkit.io.shards import fresh_shard_path, plan_work, run_work, shard_from_env, shard_selection
 from nfkit.nerf.specs import ArchSpec
-from nfkit.nerf.store import NerfRecord, find_shards, read_nerf_shard, write_nerf_shard
+from nfkit.nerf.store import (
+    NerfRecord,
+    find_shards,
+    nonfinite_params,
+    read_nerf_shard,
+    write_nerf_shard,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +127,8 @@ class FitSummary:
     device: str
     backend: str
     sampler: str
+    diverged: list[str] = field(default_factory=list)
+    """``arch class/object_id`` of NeRFs whose fit diverged (non-finite weights); not saved."""
 
     def to_dict(self) -> dict:
         return {
@@ -140,6 +148,7 @@ class FitSummary:
                 for k, a in self.archs.items()
             },
             "shards": [str(p) for p in self.shards],
+            "diverged": list(self.diverged),
         }
 
 
@@ -258,12 +267,17 @@ def fit_dataset(
     crash); it takes the same arguments.
     """
     from nfkit.data.multiview import load_object, scan_dataset
-    from nfkit.fit.trainer import fit_batch, scene_from_object
+    from nfkit.fit.trainer import check_fit_budget, fit_batch, scene_from_object
 
     t0 = time.perf_counter()
     dataset, out = Path(dataset), Path(out)
     if not dataset.is_dir():
         raise FileNotFoundError(f"{dataset}: no such dataset folder")
+    if limit < 0:
+        raise ConfigError(f"--limit must be >= 0 (0 = all objects), got {limit}")
+    shard_selection(0, shard_index, num_shards)  # validates the shard options
+    check_fit_budget(config, device)
+    check_output_dir(out, "--out")
     if not specs:
         raise UserError("no architectures to fit")
     names = [s.name for s in specs]
@@ -298,6 +312,7 @@ def fit_dataset(
         if summary[s.name].skipped:
             log.info("%s: %d NeRF(s) already fitted, skipping them", s.name, summary[s.name].skipped)
     shards: list[Path] = []
+    diverged: list[str] = []
     run_config = {"fit": config.to_dict(), "backend": backend, "device": device, "dataset": str(dataset.resolve())}
 
     def fit_and_write(spec: ArchSpec, batch: list) -> list[NerfRecord]:
@@ -312,13 +327,29 @@ def fit_dataset(
             spec, init_obj.params, scenes, config, device=device, backend=backend,
             seed=batch_seed(config.seed, key(batch[0])),
         )
+        finite = []
+        for o, r, s, folder in zip(objects, results, scenes, folders, strict=True):
+            bad = nonfinite_params(r.params)
+            if bad:  # a diverged fit: not saved (a rerun tries it again)
+                diverged.append(f"{spec.name} {o.class_name}/{o.object_id}")
+                log.warning(
+                    "%s %s/%s: the fit diverged (NaN or inf in %s); not saved",
+                    spec.name, o.class_name, o.object_id, ", ".join(bad),
+                )
+            else:
+                finite.append((o, r, s, folder))
+        if not finite:
+            return []
+        if len(finite) < len(objects):  # the shard's inputs are the objects it holds
+            folders = [f for *_, f in finite]
+            inputs = {"init": init_obj.fingerprint, "objects": fingerprint_paths(folders)}
         records = [
             NerfRecord(
                 object_id=o.object_id, class_name=o.class_name, split=o.split, arch=spec,
                 init_fingerprint=init_obj.fingerprint, params=r.params, psnr=r.psnr,
                 fit_seconds=r.seconds, source=str(o.path), psnr_on=s.eval_on,
             )
-            for o, r, s in zip(objects, results, scenes, strict=True)
+            for o, r, s, _ in finite
         ]
         path = fresh_shard_path(out / spec.name, [r.key for r in records])
         write_nerf_shard(path, records, config=run_config, inputs=inputs, input_paths={"objects": folders})
@@ -342,7 +373,9 @@ def fit_dataset(
             note=lambda _r, spec=spec: f"PSNR {summary[spec.name].mean_psnr:.2f} dB",
         ):
             pass
-    return FitSummary(out, summary, shards, time.perf_counter() - t0, device, backend, config.sampler)
+    return FitSummary(
+        out, summary, shards, time.perf_counter() - t0, device, backend, config.sampler, diverged
+    )
 
 
 __all__ = [

@@ -256,6 +256,28 @@ DENSE_SAMPLES_PER_NERF = 1 << 22
 (``target_samples``) stays below this many samples per NeRF and step."""
 
 
+def check_fit_budget(config: FitConfig, device: str | torch.device = "cpu") -> None:
+    """Refuse ray counts that cannot be allocated, before anything is allocated.
+
+    ``rays`` is the starting ray count and ``max_rays`` its upper bound; the torch grid sampler
+    (any sampler on the CPU) holds (rays × samples) per NeRF densely, at most
+    :data:`DENSE_SAMPLES_PER_NERF`.
+    """
+    from nfkit.errors import ConfigError
+
+    if config.rays > config.max_rays:
+        raise ConfigError(
+            f"rays={config.rays} is above max_rays={config.max_rays} (the upper bound of the ray count per NeRF and step)"
+        )
+    dense = config.sampler == "grid" or torch.device(device).type != "cuda"
+    if dense and config.rays * config.samples > DENSE_SAMPLES_PER_NERF:
+        raise ConfigError(
+            f"rays={config.rays} x samples={config.samples} = {config.rays * config.samples} samples per NeRF "
+            f"and step is above the {DENSE_SAMPLES_PER_NERF} the torch sampler holds in memory; "
+            f"use at most {DENSE_SAMPLES_PER_NERF // config.samples} rays"
+        )
+
+
 def _param_groups(model, config: FitConfig) -> list[dict]:
     """MLP weights at ``lr``; tri-plane / hash-table features at ``feature_lr`` when set."""
     if not config.feature_lr or not isinstance(model, TorchBatchedNerfs):
@@ -281,6 +303,7 @@ def fit_batch(
     """Fit one NeRF per scene, all starting from ``init``; returns them in order."""
     if not scenes:
         raise ValueError("no scenes to fit")
+    check_fit_budget(config, device)
     device = torch.device(device)
     t_start = time.perf_counter()
     n = len(scenes)

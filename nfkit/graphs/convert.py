@@ -204,7 +204,13 @@ def build_graphs(
         raise ConfigError(f"--nf2vec-width must be positive, got {nf2vec_width}")
     keep = None if archs is None else {a.lower() for a in archs}
     jobs: list[_Job] = []
-    for src, out, _ in plan_outputs(inputs, out_dir):
+    inputs = list(inputs)
+    planned = plan_outputs(inputs, out_dir)
+    if inputs and not planned:
+        raise UserError(
+            f"no NeRF shards (*.h5 nerf-shard artifacts) found in {', '.join(map(str, inputs))}"
+        )
+    for src, out, _ in planned:
         try:
             spec, _, count = read_shard_spec(src)
         except SHARD_ERRORS as exc:

@@ -25,11 +25,16 @@ Reader registry: each module that defines a kind registers a reader per schema v
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
+import signal
+import socket
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,7 +43,7 @@ from typing import Any
 import h5py
 
 from nfkit import __version__
-from nfkit.errors import NfkitError
+from nfkit.errors import NfkitError, UserError
 
 #: kind -> schema versions this nfkit can read. Each has a file in data_specs/.
 log = logging.getLogger(__name__)
@@ -123,22 +128,132 @@ def _umask() -> int:
     return mask
 
 
+def check_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Check, before any work, that the output folder ``path`` can be created and written.
+
+    Creates nothing. Raises :class:`UserError` (one line) when ``path`` is an existing file,
+    lies below a file, or its nearest existing folder is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path}: is a file, not a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: {existing} is not writable")
+    return path
+
+
+# ------------------------------------------------------------------ temporary files
+#: Temporary files are named ``.<target>.nfkit-<host>-<pid>-<random><suffix>``: a writer
+#: removes the ones of its own host whose process is gone (a killed run), never a live one.
+_TMP_RE = re.compile(r"^\..+\.nfkit-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[A-Za-z0-9_]+\.[A-Za-z0-9.]*tmp$")
+_live_tmp: set[Path] = set()
+_sigterm_lock = threading.Lock()
+_sigterm_depth = 0
+_sigterm_previous = None
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (ours counts as running)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    except OSError as exc:
+        return exc.errno != errno.ESRCH
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed nfkit writers on this host left in ``folder``
+    (their process id is no longer running); returns what was removed. Files of live
+    processes, of other hosts (a shared file system) and of other programs are kept."""
+    folder = Path(folder)
+    removed = []
+    host = _host_tag()
+    try:
+        names = [e.name for e in os.scandir(folder) if e.name.startswith(".")]
+    except OSError:
+        return removed
+    for name in names:
+        m = _TMP_RE.match(name)
+        if m is None or m["host"] != host or pid_alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(FileNotFoundError, PermissionError, IsADirectoryError):
+            (folder / name).unlink()
+            removed.append(folder / name)
+            log.info("removed %s, left by a killed nfkit run", folder / name)
+    return removed
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+    # Raised inside the writer's frame: atomic_path's cleanup runs, then the process exits
+    # with the conventional status of a SIGTERM'd process (128 + 15).
+    raise SystemExit(128 + signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def sigterm_cleans_up() -> Iterator[None]:
+    """While writing, turn SIGTERM into SystemExit so that ``finally`` blocks run (the
+    default action kills the process at once and leaves the temporary file behind)."""
+    global _sigterm_depth, _sigterm_previous
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    with _sigterm_lock:
+        if _sigterm_depth == 0:
+            current = signal.getsignal(signal.SIGTERM)
+            if current in (signal.SIG_DFL, None):
+                _sigterm_previous = current
+                signal.signal(signal.SIGTERM, _on_sigterm)
+            else:
+                _sigterm_previous = False  # the application handles SIGTERM itself: keep it
+        _sigterm_depth += 1
+    try:
+        yield
+    finally:
+        with _sigterm_lock:
+            _sigterm_depth -= 1
+            if _sigterm_depth == 0 and _sigterm_previous is not False:
+                signal.signal(signal.SIGTERM, _sigterm_previous or signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place on success only."""
+    """Yield a temporary path beside ``path``; rename it into place on success only.
+
+    The temporary file is removed on any error, on Ctrl-C and on SIGTERM; temporary files
+    that killed runs (SIGKILL, power loss) left in the folder are removed first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        raise
+    remove_stale_temp_files(path.parent)
+    with sigterm_cleans_up():
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.nfkit-{_host_tag()}-{os.getpid()}-", suffix=suffix, dir=path.parent
+        )
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual permissions
+            yield tmp_path
+            os.replace(tmp_path, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path.unlink()
+            raise
 
 
 @contextlib.contextmanager

@@ -36,9 +36,9 @@ R = TypeVar("R")
 def shard_selection(n_items: int, shard_index: int, num_shards: int) -> list[int]:
     """Positions ``i`` of ``range(n_items)`` with ``i % num_shards == shard_index``."""
     if num_shards < 1:
-        raise ConfigError(f"num_shards must be >= 1, got {num_shards}")
+        raise ConfigError(f"--num-shards must be >= 1, got {num_shards}")
     if not 0 <= shard_index < num_shards:
-        raise ConfigError(f"shard index {shard_index} is outside 0..{num_shards - 1}")
+        raise ConfigError(f"--shard-index {shard_index} is outside 0..{num_shards - 1}")
     return [i for i in range(n_items) if i % num_shards == shard_index]
 
 
@@ -56,7 +56,10 @@ def shard_from_env(
             ) from None
     if (shard_index is None) != (num_shards is None):
         raise ConfigError("give both --shard-index and --num-shards, or neither")
-    return (shard_index or 0, num_shards or 1)
+    return (  # an explicit 0 stays 0 (refused by shard_selection), it is not "the default"
+        shard_index if shard_index is not None else 0,
+        num_shards if num_shards is not None else 1,
+    )
 
 
 @dataclass

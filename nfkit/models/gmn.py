@@ -243,19 +243,38 @@ class GMNEncoder(nn.Module):
         for layer in self.layers:
             xs, es = layer.norm_x(x), layer.norm_e(e)
             a, b, p = layer.node_terms(xs)
-            e1 = F.relu(layer.edge_term(es) + _broadcast(blocks, a, b))
+            e1 = _add_broadcast_(layer.edge_term(es), blocks, a, b).relu_()
             if layer.update_nodes:
-                msg = F.relu(layer.msg_term(e1) + _broadcast(blocks, p, None))
+                msg = _add_broadcast_(layer.msg_term(e1), blocks, p, None).relu_()
                 m = _reduce(blocks, msg, x.shape[1]) * inv_deg
                 x = layer.node_update(x, xs, m)
             e = e + layer.edge_res(F.silu(e1))
         e = self.final(self.final_norm(e))
         if sample is not None and sample.readout_index is not None:
             e = e[:, sample.readout_index]
-        total = e.new_zeros(bsz, self.spec.embed_dim)
-        for start in range(0, e.shape[1], readout_chunk):
-            total = total + F.relu(self.readout(e[:, start : start + readout_chunk])).sum(dim=1)
-        return total / e.shape[1]
+        return self.mean_readout(e, readout_chunk)
+
+    def mean_readout(self, e: Tensor, chunk: int = 1 << 15) -> Tensor:
+        """``mean over edges of ReLU(readout(e))``. e (B, E, h) -> (B, embed_dim).
+
+        Without gradients the (B, E, embed_dim) activations are never materialised: edges go
+        through in cache-sized chunks (matrix product, ReLU in place, sum)."""
+        bsz, n_edges, h = e.shape
+        if torch.is_grad_enabled():
+            total = e.new_zeros(bsz, self.spec.embed_dim)
+            for start in range(0, n_edges, chunk):
+                total = total + F.relu(self.readout(e[:, start : start + chunk])).sum(dim=1)
+            return total / n_edges
+        step = max(1, (1 << 21) // self.spec.embed_dim)  # ~8 MB of activations per chunk
+        w, bias = self.readout.weight.T, self.readout.bias
+        out = e.new_zeros(bsz, self.spec.embed_dim)
+        buf = e.new_empty(step, self.spec.embed_dim)
+        for i in range(bsz):
+            for start in range(0, n_edges, step):
+                part = e[i, start : start + step]
+                y = torch.addmm(bias, part, w, out=buf[: part.shape[0]])
+                out[i] += y.relu_().sum(dim=0)
+        return out / n_edges
 
 
 # ------------------------------------------------------------------------------ dense helpers
@@ -275,18 +294,16 @@ def _src_rows(t: Tensor, blk: DenseBlock) -> Tensor:
     return t[:, blk.src] if isinstance(blk.src, slice) else t.index_select(1, blk.src)
 
 
-def _broadcast(blocks: list[DenseBlock], src_term: Tensor, dst_term: Tensor | None) -> Tensor:
-    """(B, E, h): per edge, the source node's term (+ the target node's term)."""
-    parts = []
-    bsz, _, h = src_term.shape
+def _add_broadcast_(out: Tensor, blocks: list[DenseBlock], src_term: Tensor, dst_term: Tensor | None) -> Tensor:
+    """Add to ``out`` (B, E, h), in place, each edge's source node term (+ its target node's
+    term): per block a broadcast over a (n_src, n_dst) view, no gather and no concatenation."""
+    bsz, _, h = out.shape
     for blk in blocks:
-        t = _src_rows(src_term, blk)[:, :, None, :]
+        view = out[:, blk.edge_start : blk.edge_start + blk.n_src * blk.n_dst].view(bsz, blk.n_src, blk.n_dst, h)
+        view.add_(_src_rows(src_term, blk)[:, :, None, :])
         if dst_term is not None:
-            t = t + dst_term[:, blk.dst][:, None, :, :]
-        else:
-            t = t.expand(bsz, blk.n_src, blk.n_dst, h)
-        parts.append(t.reshape(bsz, blk.n_src * blk.n_dst, h))
-    return torch.cat(parts, dim=1)
+            view.add_(dst_term[:, blk.dst][:, None, :, :])
+    return out
 
 
 def _reduce(blocks: list[DenseBlock], msg: Tensor, n_nodes: int) -> Tensor:

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nfkit.errors import ConfigError, IncompatibleError, UserError
+from nfkit.errors import ConfigError, IncompatibleError, NfkitError, UserError
 from nfkit.io.artifacts import fingerprint_paths
 from nfkit.io.shards import fresh_shard_path, plan_work, run_work
 from nfkit.nerf import init as nerf_init
@@ -60,6 +60,7 @@ from nfkit.nerf.specs import ArchSpec
 from nfkit.nerf.store import (
     NerfRecord,
     find_shards,
+    nonfinite_params,
     read_nerf_shard,
     read_shard_spec,
     write_nerf_shard,
@@ -221,7 +222,19 @@ def with_per_level_scale(spec: ArchSpec, per_level_scale: float | None) -> ArchS
 
 
 def load_state(path: Path) -> Mapping[str, Tensor]:
-    """``torch.load`` of a reference weights file, safely (tensors only), on the CPU."""
+    """``torch.load`` of a reference weights file, safely (tensors only), on the CPU.
+
+    Raises :class:`UserError` (one line, naming the file) for anything that is not a torch
+    file of tensors: a text file, a truncated or corrupt file, a pickle of other objects.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
+    # torch.save writes a zip archive (PK..) since torch 1.6, a raw pickle (protocol 2+: 0x80) before
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise UserError(f"{path}: not a readable torch weights file (neither a torch zip archive nor a pickle)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -229,9 +242,10 @@ def load_state(path: Path) -> Mapping[str, Tensor]:
             f"{path}: not a readable torch weights file (not a torch file, or it holds objects "
             "other than tensors; it is loaded with weights_only=True)"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        # the weights-only unpickler reports a malformed stream with whatever error it hits
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise UserError(f"{path}: not a readable torch weights file ({msg[:120]})") from None
+        raise UserError(f"{path}: not a readable torch weights file ({exc.__class__.__name__}: {msg[:120]})") from None
     if not isinstance(state, Mapping):
         raise UserError(f"{path}: expected a state dict, found {type(state).__name__}")
     return state
@@ -429,9 +443,15 @@ def _convert(ref: ReferenceNerf, spec: ArchSpec, init_fp: str, report: ImportRep
 
     try:
         params = reference_to_canonical(spec, load_state(ref.path), source=str(ref.path))
-    except ValueError as exc:
+    except (ValueError, NfkitError) as exc:
         report.failed.append((ref.path, str(exc).strip().splitlines()[0]))
         log.debug("skipping %s: %s", ref.path, exc)
+        return None
+    bad = nonfinite_params(params)
+    if bad:
+        report.failed.append(
+            (ref.path, f"{ref.path}: NeRF {ref.class_folder}/{ref.object_id} has non-finite weights (NaN or inf in {', '.join(bad)})")
+        )
         return None
     return NerfRecord(
         object_id=ref.object_id,

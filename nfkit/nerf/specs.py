@@ -108,6 +108,7 @@ class ArchSpec:
     hash_per_level_scale: float = 2.0
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.family not in FAMILIES:
             raise ConfigError(f"unknown architecture family {self.family!r}; expected one of {FAMILIES}")
         if self.activation not in ("relu", "sine"):
@@ -132,6 +133,22 @@ class ArchSpec:
             raise ConfigError(f"hash_base_res must be >= 1, got {self.hash_base_res}")
         if not self.hash_per_level_scale >= 1.0:
             raise ConfigError(f"hash_per_level_scale must be >= 1, got {self.hash_per_level_scale}")
+
+    def _check_types(self) -> None:
+        """Integers must be integers (not 2.5, "wide" or true), the scale a number."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("str", str):
+                ok = isinstance(value, str)
+                want = "a string"
+            elif f.type in ("int", int):
+                ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+                want = "an integer"
+            else:  # float
+                ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+                want = "a number"
+            if not ok:
+                raise ConfigError(f"architecture field {f.name!r} must be {want}, got {value!r}")
 
     # ---------------------------------------------------------------- derived sizes
     @property
@@ -283,4 +300,7 @@ def load_arch_file(path: Path) -> ArchSpec:
         raise ConfigError(f"cannot read architecture file {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"architecture file {path} must hold a JSON object")
-    return ArchSpec.from_dict(data)
+    try:
+        return ArchSpec.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -109,6 +109,19 @@ def check_params(spec: ArchSpec, params: Mapping[str, np.ndarray], batched: bool
             raise ValueError(f"{spec.name}: parameter {name!r} has shape {got}, expected {shape}")
 
 
+def nonfinite_params(params: Mapping[str, np.ndarray]) -> list[str]:
+    """Names of the parameters holding NaN or inf (a diverged fit, a corrupt import)."""
+    return [name for name, value in params.items() if not np.isfinite(np.asarray(value)).all()]
+
+
+def check_finite(key: str, params: Mapping[str, np.ndarray], where: str = "") -> None:
+    """Refuse a NeRF with NaN or inf weights with a one-line :class:`ArtifactError` naming it."""
+    bad = nonfinite_params(params)
+    if bad:
+        prefix = f"{where}: " if where else ""
+        raise ArtifactError(f"{prefix}NeRF {key} has non-finite weights (NaN or inf in {', '.join(bad)})")
+
+
 def write_nerf_shard(
     path: str | Path,
     records: Sequence[NerfRecord],
@@ -131,6 +144,7 @@ def write_nerf_shard(
         if r.init_fingerprint != init_fp:
             raise ValueError("a NeRF shard holds NeRFs of one initialization only")
         check_params(spec, r.params, batched=False)
+        check_finite(r.key, r.params, str(path))
     inputs = dict(inputs or {})
     inputs.setdefault("init", init_fp)
     with write_artifact(
@@ -186,7 +200,8 @@ def _header(f: h5py.File, path: Path) -> tuple[ArchSpec, str, int]:
 
 
 def read_nerf_shard(path: str | Path, load_params: bool = True) -> list[NerfRecord]:
-    """All NeRFs of a shard; raises ArtifactError on a corrupt or inconsistent file."""
+    """All NeRFs of a shard; raises ArtifactError on a corrupt or inconsistent file, or (with
+    ``load_params``) when a NeRF's weights hold NaN or inf (the message names the NeRF)."""
     path = Path(path)
     with open_artifact(path, NERF_SHARD) as f:
         spec, init_fp, count = _header(f, path)
@@ -212,6 +227,11 @@ def read_nerf_shard(path: str | Path, load_params: bool = True) -> list[NerfReco
             raise ArtifactError(f"{path}: corrupt NeRF shard ({exc.__class__.__name__})") from None
     if any(len(v) != count for v in meta.values()):
         raise ArtifactError(f"{path}: metadata length does not match count={count}")
+    for name, arr in params.items():
+        bad = ~np.isfinite(arr.reshape(count, -1)).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            check_finite(f"{meta['class_name'][i]}/{meta['object_id'][i]}", {name: arr[i]}, str(path))
     return [
         NerfRecord(
             object_id=meta["object_id"][i],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nfkit.errors import UserError
+from nfkit.errors import ConfigError, NfkitError, UserError
 from nfkit.render.rays import turntable_cameras
 from nfkit.render.renderer import build_grid, default_step_size, render_rays
 
@@ -119,6 +120,99 @@ def _pick_views(n_views: int, wanted: int, eval_every: int) -> list[int]:
     return sorted(pool[i] for i in pick)
 
 
+BYTES_PER_PIXEL = 96
+"""Memory one rendered pixel takes at once (float64 camera directions, float32 ray origins,
+directions, colours and the image copies); bounds a render before it is allocated."""
+MAX_RESOLUTION = 16384
+BOX_HALF_DIAGONAL = 0.7 * math.sqrt(3.0)
+"""A turntable camera closer to the origin than this may sit inside the object box."""
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 1 << 34
+
+
+def check_render_size(n_views: int, height: int, width: int) -> None:
+    """Refuse a render whose images cannot be held in memory, before allocating them."""
+    if not 1 <= width <= MAX_RESOLUTION or not 1 <= height <= MAX_RESOLUTION:
+        raise ConfigError(f"image size {width}x{height} is outside 1..{MAX_RESOLUTION} pixels")
+    need = n_views * height * width * BYTES_PER_PIXEL
+    have = _physical_memory()
+    if need > have // 2:
+        raise ConfigError(
+            f"{n_views} view(s) of {width}x{height} pixels need about {need / 2**30:.1f} GiB, "
+            f"more than half of this machine's {have / 2**30:.1f} GiB; use a smaller --resolution or fewer views"
+        )
+
+
+def check_render_options(
+    cameras: str, turntable: int, views: int, resolution: int, elevation_deg: float, distance: float,
+    fov_x: float, n_samples: int, grid_res: int, limit: int,
+) -> None:
+    """One-line :class:`ConfigError` for render options that would crash or give meaningless
+    images (no samples, a camera inside the box, a NaN angle, ...)."""
+    checks = [
+        (n_samples >= 1, f"--samples must be >= 1, got {n_samples}"),
+        (grid_res >= 1, f"--grid-res must be >= 1, got {grid_res}"),
+        (limit >= 0, f"--limit must be >= 0 (0 = all), got {limit}"),
+        (0 <= resolution <= MAX_RESOLUTION, f"--resolution must be in 0..{MAX_RESOLUTION} (0 = default), got {resolution}"),
+    ]
+    if cameras == "turntable":  # "views": dataset cameras or a transforms file
+        checks += [
+            (turntable >= 1, f"--turntable must be >= 1 view, got {turntable}"),
+            (math.isfinite(elevation_deg) and -90.0 < elevation_deg < 90.0,
+             f"--elevation must be a finite angle in (-90, 90) degrees, got {elevation_deg}"),
+            (math.isfinite(distance) and distance > BOX_HALF_DIAGONAL,
+             f"--distance must be finite and > {BOX_HALF_DIAGONAL:.3f} (outside the object box), got {distance}"),
+            (math.isfinite(fov_x) and 0.0 < fov_x < math.pi, f"--fov must be in (0, pi) radians, got {fov_x}"),
+        ]
+    else:
+        checks.append((views >= 1, f"--views must be >= 1, got {views}"))
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def _collect_jobs(shards, wanted_arch, wanted, failures):
+    """(record, eval_every) of every NeRF to render, and the ``wanted`` names matched; a shard
+    that cannot be read is reported in ``failures`` (or raised when it is None); the same NeRF
+    in two shards is refused (both would be rendered to one file)."""
+    from nfkit.io.artifacts import read_header
+    from nfkit.nerf.store import read_nerf_shard
+
+    jobs, seen, matched = [], {}, set()
+    for shard in shards:
+        try:
+            header = read_header(shard)
+            records = read_nerf_shard(shard)
+        except NfkitError as exc:
+            if failures is None:
+                raise
+            failures.append(str(exc).strip().splitlines()[0])
+            continue
+        eval_every = int(header["config"].get("fit", {}).get("eval_every", 0) or 0)
+        for rec in records:
+            if wanted_arch and rec.arch.name.lower() not in wanted_arch:
+                continue
+            if wanted is not None:
+                hits = wanted & {rec.key, rec.object_id}
+                if not hits:
+                    continue
+                matched |= hits
+            key = (rec.arch.name, rec.key)
+            if key in seen:
+                raise UserError(
+                    f"{rec.arch.name} {rec.key} is in both {seen[key]} and {shard}: both would be rendered "
+                    "to the same file; render them separately (other --out) or pass one of the shards"
+                )
+            seen[key] = shard
+            jobs.append((rec, eval_every))
+    return jobs, matched
+
+
 def render_nerfs(
     nerfs: Sequence[str | Path],
     out: str | Path,
@@ -137,6 +231,7 @@ def render_nerfs(
     device: str = "cpu",
     progress: bool = False,
     objects: Sequence[str] | None = None,
+    failures: list[str] | None = None,
 ) -> list[RenderedNerf]:
     """Render NeRF artifacts to ``out/<arch>/<class>/<object_id>.png``.
 
@@ -148,17 +243,29 @@ def render_nerfs(
     ground-truth images exist the PSNR per view on black, also written to ``psnr.json`` there.
     ``objects``: only these NeRFs (``class/object_id`` or ``object_id``). Every NeRF is
     evaluated with the sine it was trained with (``NerfRecord.sin``).
+
+    With a ``failures`` list, a shard that cannot be read (corrupt, NaN weights) is reported
+    there in one line and the other shards are rendered; without it, the error is raised.
     """
-    from nfkit.io.artifacts import read_header
-    from nfkit.nerf.store import find_shards, read_nerf_shard
+    from nfkit.io.artifacts import check_output_dir
+    from nfkit.nerf.store import find_shards
 
     camera_set = None
     if cameras not in ("dataset", "turntable"):
         from nfkit.data.multiview import load_cameras
 
         if not Path(cameras).is_file():
-            raise UserError(f"--cameras must be 'dataset', 'turntable' or a transforms .json file; {cameras}: no such file")
+            raise ConfigError(f"--cameras must be 'dataset', 'turntable' or a transforms .json file; {cameras}: no such file")
         camera_set = load_cameras(cameras, resolution=resolution or None)
+    check_render_options(
+        "turntable" if cameras == "turntable" else "views", turntable, views, resolution, elevation_deg,
+        distance, fov_x, n_samples, grid_res, limit,
+    )
+    if cameras == "turntable":
+        res = resolution or 128
+        check_render_size(turntable, res, res)
+    elif camera_set is not None:
+        check_render_size(len(camera_set.c2w), camera_set.height, camera_set.width)
     entries = {}
     if cameras == "dataset":
         if dataset is None:
@@ -169,23 +276,10 @@ def render_nerfs(
     shards = find_shards(nerfs)
     if not shards:
         raise FileNotFoundError(f"no NeRF shards (*.h5) found in {', '.join(map(str, nerfs))}")
-    out = Path(out)
+    out = check_output_dir(out, "--out")
     wanted_arch = {a.lower() for a in arch} if arch else None
     wanted = {o.strip().strip("/") for o in objects if o.strip()} if objects else None
-    matched: set[str] = set()
-    jobs = []
-    for shard in shards:
-        header = read_header(shard)
-        eval_every = int(header["config"].get("fit", {}).get("eval_every", 0) or 0)
-        for rec in read_nerf_shard(shard):
-            if wanted_arch and rec.arch.name.lower() not in wanted_arch:
-                continue
-            if wanted is not None:
-                hits = wanted & {rec.key, rec.object_id}
-                if not hits:
-                    continue
-                matched |= hits
-            jobs.append((rec, eval_every))
+    jobs, matched = _collect_jobs(shards, wanted_arch, wanted, failures)
     if wanted is not None and wanted - matched:
         raise UserError(
             f"--object {', '.join(sorted(wanted - matched))}: no such NeRF in {', '.join(map(str, nerfs))}"
@@ -209,7 +303,6 @@ def render_nerfs(
                     _render_dataset(rec, entries, path, views, resolution, eval_every, n_samples, grid_res, device)
                 )
             else:
-                res = resolution or 128
                 c2w = turntable_cameras(turntable, elevation_deg, distance)
                 focal = 0.5 * res / math.tan(0.5 * fov_x)
                 imgs = render_views(rec.arch, rec.params, c2w, res, res, focal, n_samples, grid_res, device, sin=rec.sin)
@@ -238,6 +331,7 @@ def _render_dataset(rec, entries, path, views, resolution, eval_every, n_samples
             raise
         obj = load_object(entry)
     pick = _pick_views(len(obj.images), max(views, 1), eval_every)
+    check_render_size(len(pick), obj.height, obj.width)
     imgs = render_views(
         rec.arch, rec.params, obj.c2w[pick], obj.height, obj.width, obj.focal, n_samples, grid_res, device, sin=rec.sin
     )

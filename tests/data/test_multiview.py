@@ -15,6 +15,7 @@ from nfkit.data.multiview import (
     load_object,
     scan_dataset,
 )
+from nfkit.errors import UserError
 
 from .conftest import write_scene
 
@@ -114,7 +115,7 @@ def test_broken_inputs_raise_clear_errors(tmp_path):
     write_scene(obj, n_views=3, size=8)
     png = obj / "train" / "r_1.png"
     png.write_bytes(png.read_bytes()[:60])  # truncated
-    with pytest.raises(ValueError, match="r_1.png"):
+    with pytest.raises(UserError, match="r_1.png"):
         load_object(obj)
     (obj / "train" / "r_1.png").unlink()
     with pytest.raises(FileNotFoundError, match="r_1"):

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from nfkit.cli import app
 from nfkit.data.synth import SynthConfig, generate_dataset
+from nfkit.errors import ConfigError
 from nfkit.fit.config import PRESETS, resolve_config
 from nfkit.fit.driver import fit_dataset, shard_from_env, shard_selection
 from nfkit.fit.trainer import fit_batch
@@ -63,8 +64,10 @@ def test_shard_selection_is_disjoint_and_complete():
     assert shard_from_env(None, None, {"RANK": "2", "WORLD_SIZE": "3"}) == (2, 3)
     assert shard_from_env(1, 2, {"RANK": "2", "WORLD_SIZE": "3"}) == (1, 2)
     assert shard_from_env(None, None, {}) == (0, 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="outside 0..2"):
         shard_selection(5, 3, 3)
+    with pytest.raises(ConfigError, match="--num-shards must be >= 1"):
+        shard_selection(5, 0, shard_from_env(0, 0, {})[1])  # 0 is not "the default, 1"
     with pytest.raises(ValueError):
         shard_from_env(1, None, {})
 

@@ -61,7 +61,7 @@ def test_a_run_killed_during_a_shard_write_resumes(tmp_path):
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
-        while not marker.exists():
+        while not (marker.exists() and marker.read_text()):  # written, not just created
             assert child.poll() is None, child.stdout.read().decode()
             assert time.monotonic() < deadline, "the child never reached the second shard's write"
             time.sleep(0.05)
