@@ -12,8 +12,13 @@ class NfkitError(Exception):
     """Base of every error nfkit reports to the user as one line."""
 
 
-class UserError(NfkitError):
-    """Bad input or options given by the user."""
+class UserError(NfkitError, ValueError):
+    """Bad input or options given by the user.
+
+    Also a ``ValueError``, so that Python callers catching ``ValueError`` around a library call
+    keep working; the CLI still reports only :class:`NfkitError` (and the file errors listed in
+    :data:`FILE_ERRORS`) as one line, never a plain ``ValueError`` raised by a bug.
+    """
 
 
 class ConfigError(UserError):
@@ -25,4 +30,24 @@ class IncompatibleError(UserError):
     encoder, another CLIP model, an architecture an artifact was not trained for)."""
 
 
-__all__ = ["NfkitError", "UserError", "ConfigError", "IncompatibleError"]
+#: OS errors about a path the user named (their message names the file): reported as one line.
+FILE_ERRORS: tuple[type[OSError], ...] = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+#: everything the CLI turns into ``error: ...`` and exit code 1
+REPORTED_ERRORS: tuple[type[BaseException], ...] = (NfkitError, *FILE_ERRORS)
+
+
+__all__ = [
+    "FILE_ERRORS",
+    "REPORTED_ERRORS",
+    "ConfigError",
+    "IncompatibleError",
+    "NfkitError",
+    "UserError",
+]

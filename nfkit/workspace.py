@@ -65,4 +65,19 @@ def default(path: str | os.PathLike | None, name: str) -> Path:
     return Path(path) if path is not None else stage_dir(name)
 
 
-__all__ = ["LAYOUT", "ENV_VAR", "set_workspace", "workspace", "stage_dir", "default"]
+def default_input(paths: list | None, name: str) -> list[Path]:
+    """``paths`` when given, else ``[<workspace>/name]``, which must exist (FileNotFoundError
+    with a one-line message naming the folder otherwise)."""
+    if paths:
+        return [Path(p) for p in paths]
+    folder = stage_dir(name)
+    label = "NeRF" if name == "nerfs" else name
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder}: no {label} folder in the workspace {workspace().resolve()} "
+            "(give the input paths, or --workspace DIR)"
+        )
+    return [folder]
+
+
+__all__ = ["LAYOUT", "ENV_VAR", "set_workspace", "workspace", "stage_dir", "default", "default_input"]

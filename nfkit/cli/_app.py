@@ -6,12 +6,13 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import typer
 
 from nfkit import __version__
-from nfkit.errors import NfkitError, UserError
+from nfkit.errors import REPORTED_ERRORS, UserError
 
 app = typer.Typer(
     name="nfkit",
@@ -39,7 +40,16 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the nfkit version and exit."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
+    workspace: Path | None = typer.Option(
+        None, "--workspace", "-w",
+        help="Workspace folder whose nerfs/, graphs/, views/, ... are every stage's default inputs and "
+        "outputs (default: $NFKIT_WORKSPACE, else the current folder). Layout: data_specs/workspace.md.",
+        show_default=False,
+    ),
 ) -> None:
+    from nfkit.workspace import set_workspace
+
+    set_workspace(workspace)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -57,12 +67,14 @@ F = TypeVar("F", bound=Callable)
 
 
 def user_errors(func: F) -> F:
-    """Turn the library's user-facing exceptions into a one-line message and exit code 1."""
+    """Turn the library's user errors (:data:`nfkit.errors.REPORTED_ERRORS`: ``NfkitError`` and
+    file errors naming a path) into a one-line message and exit code 1. Anything else is a bug
+    and keeps its traceback."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (NfkitError, ValueError, FileNotFoundError, FileExistsError) as exc:
+        except REPORTED_ERRORS as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise fail(msg) from None
         except KeyboardInterrupt:

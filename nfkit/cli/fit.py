@@ -1,4 +1,4 @@
-"""``nfkit fit-nerfs DATASET --out NERFS``: one NeRF per object and architecture."""
+"""``nfkit fit-nerfs DATASET [--out NERFS]``: one NeRF per object and architecture."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ _KEYS_HELP = "; ".join(f"{k}: {v}" for k, v in field_help().items())
 @user_errors
 def fit_nerfs(
     dataset: Path = typer.Argument(..., help="Multi-view dataset root (<root>/<class>/<object_id>/transforms_train.json)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: OUT/<arch>/shard-*.h5, OUT/fit_config.json, OUT/inits/."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output folder: OUT/<arch>/shard-*.h5, OUT/fit_config.json, OUT/inits/. Default: <workspace>/nerfs.",
+        show_default=False,
+    ),
     arch: list[str] = typer.Option(
         None, "--arch", help="Architecture to fit (repeatable): a registered name or a JSON spec file. Default: mlp, tri, hash.",
         show_default=False,
@@ -61,6 +64,9 @@ def fit_nerfs(
     from nfkit.fit.driver import fit_dataset, shard_from_env
     from nfkit.nerf.specs import TRAINING_ARCHS, get_arch
     from nfkit.nerf.store import PSNR_ON
+    from nfkit.workspace import default
+
+    out = default(out, "nerfs")
 
     # Large tensors are allocated and freed every step; under glibc's defaults they go back to
     # the kernel and every step pays the page faults again (SPEC §9). mallopt acts on the

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from nfkit.cli._app import app, fail, user_errors
+from nfkit.cli._app import app, user_errors
 
 
 @app.command("build-graphs")
@@ -15,15 +15,16 @@ def build_graphs_cmd(
     nerfs: list[Path] = typer.Argument(
         None,
         metavar="NERFS...",
-        help="NeRF shard files or folders (searched recursively for *.h5). May be omitted with "
-        "--stats to summarise an existing graph folder.",
+        help="NeRF shard files or folders (searched recursively for *.h5). Default: <workspace>/nerfs; "
+        "with --stats and no NERFS, only the table of the graphs already in --out is printed.",
         show_default=False,
     ),
-    out: Path = typer.Option(
-        ...,
+    out: Path | None = typer.Option(
+        None,
         "--out",
         "-o",
-        help="Output folder: one graph shard per NeRF shard, same relative name.",
+        help="Output folder: one graph shard per NeRF shard, same relative name. Default: <workspace>/graphs.",
+        show_default=False,
     ),
     arch: list[str] = typer.Option(
         None,
@@ -60,12 +61,13 @@ def build_graphs_cmd(
     Outputs that are complete and built from their input as it is now are skipped, so a rerun resumes. A corrupt or unreadable NeRF shard is reported on stderr while the others are still built; the exit code is then 1. Layout of the graphs: data_specs/graph-shard-v1.md.
     """
     from nfkit.graphs.convert import build_graphs, format_stats, graph_stats
+    from nfkit.workspace import default, default_input
 
-    if not nerfs:
-        if not stats:
-            raise fail("give NeRF shards or folders to convert, or --stats to summarise --out")
-        if not out.is_dir():
-            raise FileNotFoundError(f"{out}: no such graph folder")
+    out = default(out, "graphs")
+    if not nerfs and not stats:
+        nerfs = default_input(None, "nerfs")
+    if not nerfs and not out.is_dir():
+        raise FileNotFoundError(f"{out}: no such graph folder")
     counts = {"built": 0, "skipped": 0, "filtered": 0, "failed": 0}
     graphs = 0
     for r in build_graphs(

@@ -15,7 +15,10 @@ from nfkit.cli._app import app, fail, user_errors
 def import_nerfs(
     root: Path = typer.Argument(..., help="Folder of reference NeRFs, <class>/<object_id>/nerf_weights.pth (searched recursively)."),
     arch: str = typer.Option(..., "--arch", help="Architecture of these NeRFs: a registered name (mlp, tri, hash, mlp-2l, ...) or a .json spec file."),
-    out: Path = typer.Option(..., "--out", help="Output folder for the NeRF shards (<arch>-imported-NNNNN.h5); existing shards are kept, so a rerun resumes."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Output folder for the NeRF shards (<arch>-imported-*.h5); NeRFs already imported there are skipped, "
+        "so a rerun resumes. Default: <workspace>/nerfs.", show_default=False,
+    ),
     init: Path | None = typer.Option(
         None,
         "--init",
@@ -44,6 +47,9 @@ def import_nerfs(
     constant-1 padding inputs are kept), without needing tinycudann."""
     from nfkit.nerf.interop import import_reference_nerfs, load_reference_init, with_per_level_scale
     from nfkit.nerf.specs import get_arch
+    from nfkit.workspace import default
+
+    out = default(out, "nerfs")
 
     spec = with_per_level_scale(get_arch(arch), per_level_scale)
     init_obj = load_reference_init(init, spec, out_dir=out) if init is not None else None

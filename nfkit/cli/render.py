@@ -1,4 +1,4 @@
-"""``nfkit render NERFS --out VIEWS``: NeRF artifacts -> PNG images."""
+"""``nfkit render [NERFS] [--out VIEWS]``: NeRF artifacts -> PNG images."""
 
 from __future__ import annotations
 
@@ -13,8 +13,13 @@ from nfkit.cli._app import app, fail, resolve_device, user_errors
 @app.command("render")
 @user_errors
 def render(
-    nerfs: list[Path] = typer.Argument(..., metavar="NERFS...", help="NeRF shard files or folders (searched recursively for *.h5)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: OUT/<arch>/<class>/<object_id>.png."),
+    nerfs: list[Path] = typer.Argument(
+        None, metavar="[NERFS]...", help="NeRF shard files or folders (searched recursively for *.h5). Default: <workspace>/nerfs.",
+        show_default=False,
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Output folder: OUT/<arch>/<class>/<object_id>.png. Default: <workspace>/views.", show_default=False,
+    ),
     cameras: str = typer.Option(
         "turntable", "--cameras",
         help="'dataset': the object's own cameras (needs --dataset), each row ground truth | render; 'turntable': views around the vertical axis; "
@@ -41,6 +46,10 @@ def render(
     """Render stored NeRFs with the fitter's sampler and compositing, on black. A shard that
     cannot be read is reported on stderr while the others are rendered; the exit code is then 1."""
     from nfkit.render.views import render_nerfs
+    from nfkit.workspace import default, default_input
+
+    nerfs = default_input(nerfs, "nerfs")
+    out = default(out, "views")
 
     mode = cameras.strip()
     if mode.lower() in ("dataset", "turntable"):

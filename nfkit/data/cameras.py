@@ -19,11 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nfkit.errors import UserError
+
 
 def focal_from_angle(camera_angle_x: float, width: int) -> float:
     """Focal length in pixels for a horizontal field of view ``camera_angle_x`` (radians)."""
     if not 0.0 < camera_angle_x < math.pi:
-        raise ValueError(f"camera_angle_x must be in (0, pi) radians, got {camera_angle_x}")
+        raise UserError(f"camera_angle_x must be in (0, pi) radians, got {camera_angle_x}")
     return 0.5 * width / math.tan(0.5 * camera_angle_x)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from nfkit.errors import UserError
+
 #: ShapeNet synset id -> class name, in ShapeNet synset order (SPEC §2).
 SYNSET_TO_NAME: dict[str, str] = {
     "02691156": "airplane",
@@ -52,7 +54,7 @@ def resolve_class(name_or_synset: str) -> str:
         return key
     if key.lower() in NAME_TO_SYNSET:
         return NAME_TO_SYNSET[key.lower()]
-    raise ValueError(
+    raise UserError(
         f"unknown class {name_or_synset!r}; valid classes: {', '.join(CLASS_NAMES)} "
         "(or their ShapeNet synset ids)"
     )

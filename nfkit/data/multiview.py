@@ -151,7 +151,7 @@ def scan_dataset(
     if not root.exists():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     if not root.is_dir():
-        raise ValueError(f"not a folder: {root}")
+        raise UserError(f"not a folder: {root}")
     # (class folder, object folder, the dataset root whose splits/ applies)
     found: list[tuple[str, Path, Path]] = []
     resolved = root.resolve()
@@ -183,7 +183,7 @@ def scan_dataset(
         ]
         if not kept:
             present = sorted({e.class_name for e in entries})
-            raise ValueError(
+            raise UserError(
                 f"no objects of class {', '.join(classes)} in {root}; classes present: {', '.join(present)}"
             )
         entries = kept
@@ -191,7 +191,7 @@ def scan_dataset(
         kept = [e for e in entries if e.split == split]
         if not kept:
             present = sorted({e.split for e in entries})
-            raise ValueError(
+            raise UserError(
                 f"no objects in split {split!r} in {root}; splits present: {', '.join(present)}"
             )
         entries = kept
@@ -215,9 +215,9 @@ def _read_json(path: Path) -> dict:
     try:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from None
+        raise UserError(f"cannot read {path}: {exc}") from None
     if not isinstance(meta, dict) or "camera_angle_x" not in meta or not meta.get("frames"):
-        raise ValueError(f"{path}: expected 'camera_angle_x' and a non-empty 'frames' list")
+        raise UserError(f"{path}: expected 'camera_angle_x' and a non-empty 'frames' list")
     return meta
 
 
@@ -334,7 +334,7 @@ def _view_indices(n: int, max_views: int | None) -> np.ndarray:
     if max_views is None or max_views >= n:
         return np.arange(n)
     if max_views < 1:
-        raise ValueError(f"max_views must be >= 1, got {max_views}")
+        raise UserError(f"max_views must be >= 1, got {max_views}")
     return np.unique(np.linspace(0, n - 1, max_views).round().astype(int))
 
 
@@ -380,19 +380,19 @@ def load_object(
             pose = np.asarray(frame["transform_matrix"], dtype=np.float64)
             file_path = str(frame["file_path"])
         except (KeyError, TypeError, ValueError):
-            raise ValueError(
+            raise UserError(
                 f"{tf_path}: frame {i} needs 'file_path' and a 4x4 'transform_matrix'"
             ) from None
         if pose.shape == (3, 4):
             pose = np.vstack([pose, [0.0, 0.0, 0.0, 1.0]])
         if pose.shape != (4, 4):
-            raise ValueError(
+            raise UserError(
                 f"{tf_path}: frame {i} transform_matrix has shape {pose.shape}, expected (4, 4)"
             )
         path = _image_path(entry.path, file_path, tf_path)
         image = _read_rgba(path)
         if images and image.shape != images[0].shape:
-            raise ValueError(
+            raise UserError(
                 f"{path}: size {image.shape[1]}x{image.shape[0]} differs from the other views"
             )
         images.append(image)
@@ -404,7 +404,7 @@ def load_object(
         resolution = width
     if resolution is not None and resolution != width:
         if not 1 <= resolution <= width:
-            raise ValueError(
+            raise UserError(
                 f"resolution must be between 1 and the image width {width}, got {resolution}"
             )
         new_h = max(1, round(height * resolution / width))
@@ -453,7 +453,7 @@ def _positive_number(meta: dict, key: str, path: Path) -> float | None:
         return None
     value = meta[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{path}: {key!r} must be a positive number, got {value!r}")
+        raise UserError(f"{path}: {key!r} must be a positive number, got {value!r}")
     return float(value)
 
 
@@ -480,11 +480,11 @@ def load_cameras(path: str | Path, resolution: int | None = None) -> CameraSet:
         try:
             pose = np.asarray(frame["transform_matrix"], dtype=np.float64)
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{path}: frame {i} needs a 4x4 'transform_matrix'") from None
+            raise UserError(f"{path}: frame {i} needs a 4x4 'transform_matrix'") from None
         if pose.shape == (3, 4):
             pose = np.vstack([pose, [0.0, 0.0, 0.0, 1.0]])
         if pose.shape != (4, 4) or not np.isfinite(pose).all():
-            raise ValueError(f"{path}: frame {i} transform_matrix must be a finite 4x4 matrix")
+            raise UserError(f"{path}: frame {i} transform_matrix must be a finite 4x4 matrix")
         poses.append(pose)
         file_path = frame.get("file_path") if isinstance(frame, dict) else None
         names.append(Path(str(file_path)).stem if file_path else f"{i:03d}")
@@ -499,30 +499,30 @@ def load_cameras(path: str | Path, resolution: int | None = None) -> CameraSet:
     images = [None if f is None else _read_rgba(f) for f in files]
     sizes = {im.shape[:2] for im in images if im is not None}
     if len(sizes) > 1:
-        raise ValueError(f"{path}: the ground-truth images have different sizes {sorted(sizes)}")
+        raise UserError(f"{path}: the ground-truth images have different sizes {sorted(sizes)}")
     w, h = _positive_number(meta, "w", path), _positive_number(meta, "h", path)
     if w is None or h is None:
         if not sizes:
-            raise ValueError(f"{path}: no image size: give 'w' and 'h' in the file, or ground-truth images")
+            raise UserError(f"{path}: no image size: give 'w' and 'h' in the file, or ground-truth images")
         h, w = next(iter(sizes))
     width, height = int(round(w)), int(round(h))
     if sizes and next(iter(sizes)) != (height, width):
-        raise ValueError(f"{path}: 'w'/'h' ({width}x{height}) differ from the images' size")
+        raise UserError(f"{path}: 'w'/'h' ({width}x{height}) differ from the images' size")
     fl_x = _positive_number(meta, "fl_x", path)
     try:
         focal = fl_x if fl_x is not None else focal_from_angle(float(meta["camera_angle_x"]), width)
     except (TypeError, ValueError):
-        raise ValueError(f"{path}: 'camera_angle_x' must be an angle in (0, pi) radians, got {meta['camera_angle_x']!r}") from None
+        raise UserError(f"{path}: 'camera_angle_x' must be an angle in (0, pi) radians, got {meta['camera_angle_x']!r}") from None
     fl_y = _positive_number(meta, "fl_y", path)
     if fl_y is not None and abs(fl_y - focal) > 1e-3 * focal:
-        raise ValueError(f"{path}: fl_y {fl_y} differs from fl_x {focal}; only square pixels are supported")
+        raise UserError(f"{path}: fl_y {fl_y} differs from fl_x {focal}; only square pixels are supported")
     for key, centre in (("cx", width / 2), ("cy", height / 2)):
         value = _positive_number(meta, key, path)
         if value is not None and abs(value - centre) > 0.5:
-            raise ValueError(f"{path}: {key} {value} is not the image centre {centre}; not supported")
+            raise UserError(f"{path}: {key} {value} is not the image centre {centre}; not supported")
     if resolution is not None and resolution != width:
         if resolution < 1:
-            raise ValueError(f"resolution must be >= 1, got {resolution}")
+            raise UserError(f"resolution must be >= 1, got {resolution}")
         new_h = max(1, round(height * resolution / width))
         focal *= resolution / width
         images = [None if im is None else downscale(im, resolution, new_h) if resolution < width else

@@ -36,6 +36,7 @@ from nfkit.data.classes import SYNSET_TO_NAME, SYNSETS, resolve_classes
 from nfkit.data.primitives import Part, deform, interior_point, normalize, object_bounds, recolor
 from nfkit.data.raycast import render_views
 from nfkit.data.shapes import BUILDERS
+from nfkit.errors import ConfigError, UserError
 from nfkit.io.artifacts import sigterm_cleans_up
 
 log = logging.getLogger(__name__)
@@ -84,37 +85,37 @@ class SynthConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` with a one-line message on an impossible setting."""
         if not 8 <= self.resolution <= 4096:
-            raise ValueError(f"--resolution must be between 8 and 4096, got {self.resolution}")
+            raise ConfigError(f"--resolution must be between 8 and 4096, got {self.resolution}")
         if self.objects_per_class < 1:
-            raise ValueError(f"--objects-per-class must be >= 1, got {self.objects_per_class}")
+            raise ConfigError(f"--objects-per-class must be >= 1, got {self.objects_per_class}")
         if self.views < 1:
-            raise ValueError(f"--views must be >= 1, got {self.views}")
+            raise ConfigError(f"--views must be >= 1, got {self.views}")
         if self.augment < 0:
-            raise ValueError(f"--augment must be >= 0, got {self.augment}")
+            raise ConfigError(f"--augment must be >= 0, got {self.augment}")
         for name, frac in (
             ("--val-fraction", self.val_fraction),
             ("--test-fraction", self.test_fraction),
         ):
             if not 0.0 <= frac < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {frac}")
+                raise ConfigError(f"{name} must be in [0, 1), got {frac}")
         if self.val_fraction + self.test_fraction >= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 "--val-fraction + --test-fraction must be < 1 (train must not be empty)"
             )
         lo, hi = self.distance
         el_lo, el_hi = self.elevation_deg
         if not 1.0 <= lo <= hi:
-            raise ValueError(
+            raise ConfigError(
                 f"relative camera distance range must satisfy 1 <= lo <= hi, got {self.distance}"
             )
         if not -90 < el_lo <= el_hi < 90:
-            raise ValueError(
+            raise ConfigError(
                 f"elevation range must lie in (-90, 90) degrees, got {self.elevation_deg}"
             )
         if not 0 < self.max_extent <= 1.4:
-            raise ValueError(f"max_extent must be in (0, 1.4], got {self.max_extent}")
+            raise ConfigError(f"max_extent must be in (0, 1.4], got {self.max_extent}")
         if not 0.05 < self.camera_angle_x < 3.0:
-            raise ValueError(
+            raise ConfigError(
                 f"camera_angle_x must be in (0.05, 3.0) radians, got {self.camera_angle_x}"
             )
 
@@ -369,7 +370,7 @@ def generate_dataset(
     config.validate()
     out = Path(out)
     if preview is not None and Path(preview).suffix.lower() != ".png":
-        raise ValueError(f"--preview must name a .png file, got {preview}")
+        raise UserError(f"--preview must name a .png file, got {preview}")
     _check_output(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")

@@ -29,6 +29,7 @@ from nfkit.io.artifacts import (
     find_h5_files,
     open_artifact,
     register_kind,
+    register_reader,
     write_artifact,
 )
 
@@ -194,6 +195,9 @@ def read_embedding_shard(path: str | Path) -> EmbeddingSet:
     if not np.isfinite(emb).all():
         raise ArtifactError(f"{path}: embedding shard holds non-finite values")
     return EmbeddingSet(emb, meta, rows, enc, kind, {str(path): src_fp})
+
+
+register_reader(EMBEDDING_SHARD, EMBEDDING_SHARD_VERSION, read_embedding_shard)
 
 
 def find_embedding_shards(paths: str | Path | Iterable[str | Path]) -> list[Path]:

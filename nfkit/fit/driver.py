@@ -2,15 +2,20 @@
 
 Layout of the output folder::
 
-    OUT/fit_config.json           resolved config, architectures and init fingerprints
+    OUT/fit_config.json           resolved config (what ran: sampler=auto resolved), every
+                                  architecture and init fingerprint fitted into OUT so far
     OUT/inits/                    shared inits created on first use (unless --init is given)
-    OUT/<arch>/shard-<k>.h5       one nerf-shard per batch of NeRFs fitted together; k is the
-                                  position of the batch's first object in the dataset's
-                                  (sorted) object list, so names never collide
+    OUT/<arch>/shard-<id>.h5      one nerf-shard per batch of NeRFs fitted together; <id> is a
+                                  fingerprint of the keys the shard holds
+                                  (:func:`nfkit.io.shards.fresh_shard_path`), never an
+                                  existing name
 
 A shard is written atomically when its batch finishes: killing a run loses at most the
-NeRFs in flight, and a rerun skips the NeRFs already stored (key ``class/object_id``, read
-from shard metadata only).
+NeRFs in flight. A rerun skips the NeRFs already stored (key ``class/object_id``, read from
+every shard in OUT/<arch>), whatever ``--classes/--split/--limit`` selected then or now, so no
+rerun overwrites a finished NeRF. Fitting new NeRFs into OUT with another resolved config than
+the one in fit_config.json is refused (one line listing the differences): a folder holds NeRFs
+of one recipe. Each shard records its inputs' content fingerprints (init, object folders).
 """
 
 from __future__ import annotations
@@ -18,15 +23,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nfkit.errors import ConfigError
+from nfkit.config import config_diff
+from nfkit.errors import ConfigError, IncompatibleError, UserError
 from nfkit.fit.config import FitConfig
-from nfkit.io.artifacts import atomic_path, check_output_dir
+from nfkit.io.artifacts import atomic_path, check_output_dir, fingerprint_bytes, fingerprint_paths
+from nfkit.io.shards import fresh_shard_path, plan_work, run_work, shard_from_env, shard_selection
 from nfkit.nerf.specs import ArchSpec
 from nfkit.nerf.store import (
     NerfRecord,
@@ -37,36 +43,6 @@ from nfkit.nerf.store import (
 )
 
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------- sharding
-def shard_selection(n_items: int, shard_index: int, num_shards: int) -> list[int]:
-    """Positions i with ``i % num_shards == shard_index``."""
-    if num_shards < 1:
-        raise ConfigError(f"--num-shards must be >= 1, got {num_shards}")
-    if not 0 <= shard_index < num_shards:
-        raise ConfigError(f"--shard-index {shard_index} is outside 0..{num_shards - 1}")
-    return [i for i in range(n_items) if i % num_shards == shard_index]
-
-
-def shard_from_env(
-    shard_index: int | None, num_shards: int | None, env: dict[str, str] | None = None
-) -> tuple[int, int]:
-    """Explicit values win; else torchrun's ``RANK``/``WORLD_SIZE``; else (0, 1)."""
-    env = os.environ if env is None else env
-    if shard_index is None and num_shards is None and "WORLD_SIZE" in env:
-        try:
-            return int(env.get("RANK", "0")), int(env["WORLD_SIZE"])
-        except ValueError:
-            raise ValueError(
-                f"RANK={env.get('RANK')!r} / WORLD_SIZE={env.get('WORLD_SIZE')!r} are not integers"
-            ) from None
-    if (shard_index is None) != (num_shards is None):
-        raise ValueError("give both --shard-index and --num-shards, or neither")
-    return (
-        shard_index if shard_index is not None else 0,
-        num_shards if num_shards is not None else 1,
-    )
 
 
 # ---------------------------------------------------------------------- inits
@@ -104,16 +80,16 @@ def completed_keys(arch_dir: Path, spec: ArchSpec, init_fingerprint: str) -> set
             continue
         first = records[0]
         if first.arch.fingerprint() != spec.fingerprint():
-            raise ValueError(
+            raise IncompatibleError(
                 f"{shard} holds architecture {first.arch.name!r}, not {spec.name!r}; use another --out"
             )
         if first.sin != "exact":
-            raise ValueError(
+            raise IncompatibleError(
                 f"{shard} holds NeRFs trained with tiny-cuda-nn's fast sine (imported), not nfkit fits; "
                 "use another --out"
             )
         if first.init_fingerprint != init_fingerprint:
-            raise ValueError(
+            raise IncompatibleError(
                 f"{shard} was fitted from init {first.init_fingerprint}, not {init_fingerprint}; "
                 "NeRFs of one architecture must share their init (use another --out or the same --init)"
             )
@@ -199,7 +175,7 @@ def _load_test_views(load_object, entry, config: FitConfig):
 
 def resolve_backend(backend: str, device: str) -> str:
     if backend not in ("torch", "tcnn"):
-        raise ValueError(f"--backend {backend!r}: expected torch or tcnn")
+        raise ConfigError(f"--backend {backend!r}: expected torch or tcnn")
     if backend == "tcnn":
         from nfkit.nerf.tcnn_backend import tcnn_available
 
@@ -209,15 +185,61 @@ def resolve_backend(backend: str, device: str) -> str:
     return backend
 
 
+CONFIG_FILE = "fit_config.json"
+
+
+def batch_seed(seed: int, first_key: str) -> int:
+    """The random seed of a batch: ``seed`` plus a number derived from its first object's key
+    (not from its position in a filtered list, so a rerun with another filter draws the same)."""
+    return seed + int(fingerprint_bytes(first_key.encode())[:7], 16)
+
+
+def check_same_recipe(out: Path, config: FitConfig, backend: str) -> None:
+    """Refuse to fit more NeRFs into ``out`` with another resolved config or backend."""
+    path = out / CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{path}: unreadable; move it away or use another --out") from None
+    old, new = dict(stored.get("fit", {})), config.to_dict()
+    if old.get("sampler") == "auto":  # written unresolved by older nfkit: not comparable
+        old.pop("sampler")
+        new.pop("sampler")
+    diffs = config_diff(old, new)
+    if stored.get("backend", backend) != backend:
+        diffs.append(f"backend: {stored.get('backend')} -> {backend}")
+    if diffs:
+        raise IncompatibleError(
+            f"{out} holds NeRFs fitted with another config ({'; '.join(diffs)}); "
+            "rerun with the same options, or use another --out"
+        )
+
+
 def _write_config(out: Path, config: FitConfig, specs, inits, extra: dict) -> dict:
+    """fit_config.json: this run's resolved config, merged with the architectures and inits
+    of earlier runs into the same folder (never dropping them)."""
+    path = out / CONFIG_FILE
+    old = {}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = {}
+    datasets = list(old.get("datasets", [old["dataset"]] if "dataset" in old else []))
+    if extra.get("dataset") and extra["dataset"] not in datasets:
+        datasets.append(extra["dataset"])
     resolved = {
+        **old,
         "fit": config.to_dict(),
-        "archs": {s.name: s.to_dict() for s in specs},
-        "inits": {s.name: inits[s.name].fingerprint for s in specs},
+        "archs": {**old.get("archs", {}), **{s.name: s.to_dict() for s in specs}},
+        "inits": {**old.get("inits", {}), **{s.name: inits[s.name].fingerprint for s in specs}},
         **extra,
+        "datasets": datasets,
     }
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "fit_config.json") as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
     return resolved
 
@@ -257,117 +279,100 @@ def fit_dataset(
     check_fit_budget(config, device)
     check_output_dir(out, "--out")
     if not specs:
-        raise ValueError("no architectures to fit")
+        raise UserError("no architectures to fit")
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
-        raise ValueError(f"architecture listed twice: {names}")
+        raise UserError(f"architecture listed twice: {names}")
     entries = sorted(
         scan_dataset(dataset, classes=list(classes) if classes else None, split=split),
         key=lambda e: (e.class_name, e.object_id),
     )
     if not entries:
-        raise ValueError(f"{dataset}: no objects found")
+        raise UserError(f"{dataset}: no objects found")
     if limit:
         entries = entries[:limit]
-    selected = shard_selection(len(entries), shard_index, num_shards)
     backend = resolve_backend(backend, device)
+    config = config.resolved(device=device)
 
     inits = resolve_inits(specs, init, out, seed=init_seed)  # validates before anything is written
-    done = {s.name: completed_keys(out / s.name, s, inits[s.name].fingerprint) for s in specs}
-    _write_config(
-        out,
-        config,
-        specs,
-        inits,
-        {"dataset": str(dataset), "device": device, "backend": backend},
-    )
-    fit = fit_fn or fit_batch
-    summary = {s.name: ArchSummary(s.name) for s in specs}
-    shards: list[Path] = []
-    diverged: list[str] = []
-    todo = {
-        s.name: [i for i in selected if f"{entries[i].class_name}/{entries[i].object_id}" not in done[s.name]]
+    key = lambda e: f"{e.class_name}/{e.object_id}"  # noqa: E731
+    plans = {
+        s.name: plan_work(
+            entries, key, completed_keys(out / s.name, s, inits[s.name].fingerprint),
+            shard_index, num_shards, config.batch_nerfs,
+        )
         for s in specs
     }
+    if any(p.todo for p in plans.values()):
+        check_same_recipe(out, config, backend)
+        _write_config(out, config, specs, inits, {"dataset": str(dataset.resolve()), "device": device, "backend": backend})
+    fit = fit_fn or fit_batch
+    summary = {s.name: ArchSummary(s.name, skipped=plans[s.name].skipped) for s in specs}
     for s in specs:
-        summary[s.name].skipped = len(selected) - len(todo[s.name])
         if summary[s.name].skipped:
             log.info("%s: %d NeRF(s) already fitted, skipping them", s.name, summary[s.name].skipped)
+    shards: list[Path] = []
+    diverged: list[str] = []
+    run_config = {"fit": config.to_dict(), "backend": backend, "device": device, "dataset": str(dataset.resolve())}
 
-    bar = None
-    total = sum(len(v) for v in todo.values())
-    if progress:
-        from tqdm.auto import tqdm
+    def fit_and_write(spec: ArchSpec, batch: list) -> list[NerfRecord]:
+        init_obj = inits[spec.name]
+        t_batch = time.perf_counter()
+        folders = [e.path for e in batch]
+        inputs = {"init": init_obj.fingerprint, "objects": fingerprint_paths(folders)}
+        objects = [_load(load_object, e, config) for e in batch]
+        tests = [_load_test_views(load_object, e, config) for e in batch]
+        scenes = [scene_from_object(o, config.eval_every, device, v) for o, v in zip(objects, tests, strict=True)]
+        results = fit(
+            spec, init_obj.params, scenes, config, device=device, backend=backend,
+            seed=batch_seed(config.seed, key(batch[0])),
+        )
+        finite = []
+        for o, r, s, folder in zip(objects, results, scenes, folders, strict=True):
+            bad = nonfinite_params(r.params)
+            if bad:  # a diverged fit: not saved (a rerun tries it again)
+                diverged.append(f"{spec.name} {o.class_name}/{o.object_id}")
+                log.warning(
+                    "%s %s/%s: the fit diverged (NaN or inf in %s); not saved",
+                    spec.name, o.class_name, o.object_id, ", ".join(bad),
+                )
+            else:
+                finite.append((o, r, s, folder))
+        if not finite:
+            return []
+        if len(finite) < len(objects):  # the shard's inputs are the objects it holds
+            folders = [f for *_, f in finite]
+            inputs = {"init": init_obj.fingerprint, "objects": fingerprint_paths(folders)}
+        records = [
+            NerfRecord(
+                object_id=o.object_id, class_name=o.class_name, split=o.split, arch=spec,
+                init_fingerprint=init_obj.fingerprint, params=r.params, psnr=r.psnr,
+                fit_seconds=r.seconds, source=str(o.path), psnr_on=s.eval_on,
+            )
+            for o, r, s, _ in finite
+        ]
+        path = fresh_shard_path(out / spec.name, [r.key for r in records])
+        write_nerf_shard(path, records, config=run_config, inputs=inputs, input_paths={"objects": folders})
+        shards.append(path)
+        arch_sum = summary[spec.name]
+        arch_sum.fitted += len(records)
+        arch_sum.psnrs.extend(r.psnr for r in records)
+        for r in records:
+            arch_sum.psnr_on[r.psnr_on] = arch_sum.psnr_on.get(r.psnr_on, 0) + 1
+        arch_sum.seconds += time.perf_counter() - t_batch
+        log.info(
+            "%s: wrote %s (%d NeRFs, mean PSNR %.2f dB)",
+            spec.name, path, len(records), sum(r.psnr for r in records) / len(records),
+        )
+        return records
 
-        bar = tqdm(total=total, unit="nerf", desc="fit-nerfs")
-    try:
-        for spec in specs:
-            init_obj = inits[spec.name]
-            positions = todo[spec.name]
-            for start in range(0, len(positions), config.batch_nerfs):
-                batch = positions[start : start + config.batch_nerfs]
-                t_batch = time.perf_counter()
-                objects = [_load(load_object, entries[i], config) for i in batch]
-                tests = [_load_test_views(load_object, entries[i], config) for i in batch]
-                scenes = [scene_from_object(o, config.eval_every, device, t) for o, t in zip(objects, tests, strict=True)]
-                results = fit(
-                    spec, init_obj.params, scenes, config, device=device, backend=backend,
-                    seed=config.seed + batch[0],
-                )
-                finite = []
-                for o, r, s in zip(objects, results, scenes, strict=True):
-                    bad = nonfinite_params(r.params)
-                    if bad:  # a diverged fit: not saved (a rerun tries it again)
-                        diverged.append(f"{spec.name} {o.class_name}/{o.object_id}")
-                        log.warning(
-                            "%s %s/%s: the fit diverged (NaN or inf in %s); not saved",
-                            spec.name, o.class_name, o.object_id, ", ".join(bad),
-                        )
-                    else:
-                        finite.append((o, r, s))
-                if bar is not None and len(finite) < len(objects):
-                    bar.update(len(objects) - len(finite))
-                if not finite:
-                    continue
-                records = [
-                    NerfRecord(
-                        object_id=o.object_id,
-                        class_name=o.class_name,
-                        split=o.split,
-                        arch=spec,
-                        init_fingerprint=init_obj.fingerprint,
-                        params=r.params,
-                        psnr=r.psnr,
-                        fit_seconds=r.seconds,
-                        source=str(o.path),
-                        psnr_on=s.eval_on,
-                    )
-                    for o, r, s in finite
-                ]
-                path = out / spec.name / f"shard-{batch[0]:06d}.h5"
-                write_nerf_shard(
-                    path,
-                    records,
-                    config={"fit": config.to_dict(), "backend": backend, "device": device},
-                    inputs={"init": init_obj.fingerprint, "dataset": str(dataset)},
-                )
-                shards.append(path)
-                arch_sum = summary[spec.name]
-                arch_sum.fitted += len(records)
-                arch_sum.psnrs.extend(r.psnr for r in records)
-                for r in records:
-                    arch_sum.psnr_on[r.psnr_on] = arch_sum.psnr_on.get(r.psnr_on, 0) + 1
-                arch_sum.seconds += time.perf_counter() - t_batch
-                if bar is not None:
-                    bar.update(len(records))
-                    bar.set_postfix_str(f"{spec.name} PSNR {arch_sum.mean_psnr:.2f} dB")
-                log.info(
-                    "%s: wrote %s (%d NeRFs, mean PSNR %.2f dB)",
-                    spec.name, path, len(records), sum(r.psnr for r in records) / len(records),
-                )
-    finally:
-        if bar is not None:
-            bar.close()
+    for spec in specs:
+        for _batch, _records in run_work(
+            plans[spec.name], lambda b, spec=spec: fit_and_write(spec, b), progress=progress,
+            desc=f"fit-nerfs {spec.name}", unit="nerf",
+            note=lambda _r, spec=spec: f"PSNR {summary[spec.name].mean_psnr:.2f} dB",
+        ):
+            pass
     return FitSummary(
         out, summary, shards, time.perf_counter() - t0, device, backend, config.sampler, diverged
     )

@@ -25,7 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nfkit.errors import ConfigError
 from nfkit.fit.config import FitConfig
+from nfkit.nerf.radiance import ParamField
+from nfkit.render.renderer import grid_from_field
 from nfkit.render.samplers import GridSampler, NerfaccSampler, nerfacc_cuda_available
 
 log = logging.getLogger(__name__)
@@ -59,7 +62,7 @@ def split_views(n_views: int, eval_every: int) -> tuple[list[int], list[int]]:
     held = [v for v in range(n_views) if eval_every and v % eval_every == 0]
     train = [v for v in range(n_views) if v not in set(held)]
     if not train:
-        raise ValueError(
+        raise ConfigError(
             f"no training views left: {n_views} view(s) with every {eval_every}-th held out "
             "(use a larger --eval-every, or 0 for no evaluation)"
         )
@@ -104,24 +107,24 @@ def scene_from_object(obj, eval_every: int, device: str | torch.device = "cpu", 
 
 
 # ---------------------------------------------------------------------- models
-class TorchBatchedNerfs:
-    """B NeRFs as leaf tensors with a leading NeRF dimension; nfkit's torch field, its
-    frequency encoding evaluated with ``sin`` (``exact`` for nfkit fits; ``tcnn`` for NeRFs
-    imported from tiny-cuda-nn, see ``NerfRecord.sin``)."""
+class TorchBatchedNerfs(ParamField):
+    """B trainable NeRFs: leaf tensors with a leading NeRF dimension; nfkit's torch field (a
+    :class:`~nfkit.nerf.radiance.RadianceField`), its frequency encoding evaluated with ``sin``
+    (``exact`` for nfkit fits; ``tcnn`` for NeRFs imported from tiny-cuda-nn, see
+    ``NerfRecord.sin``)."""
 
     def __init__(
         self, spec, params: Sequence[Mapping[str, np.ndarray]], device: str | torch.device, sin: str = "exact"
     ) -> None:
-        from nfkit.nerf import field
-
-        self._field = field
-        self.spec = spec
-        self.sin = sin
-        self.params = {
-            name: torch.tensor(np.stack([np.asarray(p[name], np.float32) for p in params]), device=device)
-            .requires_grad_(True)
-            for name in spec.param_shapes()
-        }
+        super().__init__(
+            spec,
+            {
+                name: torch.tensor(np.stack([np.asarray(p[name], np.float32) for p in params]), device=device)
+                .requires_grad_(True)
+                for name in spec.param_shapes()
+            },
+            sin=sin,
+        )
 
     @classmethod
     def from_init(cls, spec, init: Mapping[str, np.ndarray], n: int, device) -> TorchBatchedNerfs:
@@ -131,18 +134,10 @@ class TorchBatchedNerfs:
         return list(self.params.values())
 
     def field(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self._field.forward(self.spec, self.params, x, sin=self.sin)
-
-    def density(self, x: Tensor) -> Tensor:
-        return self._field.density(self.spec, self.params, x, sin=self.sin)
-
-    def density_one(self, b: int, x: Tensor) -> Tensor:
-        one = {k: v[b : b + 1] for k, v in self.params.items()}
-        return self._field.density(self.spec, one, x[None], sin=self.sin)[0]
+        return self(x)
 
     def canonical(self) -> list[dict[str, np.ndarray]]:
-        n = next(iter(self.params.values())).shape[0]
-        return [{k: v[b].detach().cpu().numpy().astype(np.float32) for k, v in self.params.items()} for b in range(n)]
+        return [{k: v[b].detach().cpu().numpy().astype(np.float32) for k, v in self.params.items()} for b in range(self.n_fields)]
 
 
 class TcnnBatchedNerfs:  # pragma: no cover - needs CUDA and tiny-cuda-nn
@@ -161,13 +156,20 @@ class TcnnBatchedNerfs:  # pragma: no cover - needs CUDA and tiny-cuda-nn
     def parameters(self) -> list[Tensor]:
         return [p for m in self.modules for p in m.parameters()]
 
+    @property
+    def n_fields(self) -> int:
+        return len(self.modules)
+
     def _one(self, b: int, x: Tensor) -> tuple[Tensor, Tensor]:
         rgb, sigma = self.modules[b](x)
         return rgb.float(), sigma.float()
 
-    def field(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
         outs = [self._one(b, x[b]) for b in range(len(self.modules))]
         return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
+
+    def field(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self(x)
 
     def density(self, x: Tensor) -> Tensor:
         return self.field(x)[1]
@@ -183,7 +185,7 @@ def make_model(spec, params: Sequence[Mapping[str, np.ndarray]], device, backend
     if backend == "tcnn":
         return TcnnBatchedNerfs(spec, params, device)
     if backend != "torch":
-        raise ValueError(f"unknown backend {backend!r}; expected torch or tcnn")
+        raise ConfigError(f"unknown backend {backend!r}; expected torch or tcnn")
     return TorchBatchedNerfs(spec, params, device)
 
 
@@ -195,7 +197,7 @@ def make_sampler(config: FitConfig, n_nerfs: int, device, generator: torch.Gener
         kind = "nerfacc" if on_cuda and nerfacc_cuda_available() else "grid"
     if kind == "nerfacc":
         if not on_cuda:
-            raise ValueError("sampler 'nerfacc' needs a CUDA device; use sampler=grid on the CPU")
+            raise ConfigError("sampler 'nerfacc' needs a CUDA device; use sampler=grid on the CPU")
         return NerfaccSampler(
             n_nerfs,
             config.samples,
@@ -408,5 +410,5 @@ def evaluate_params(
     ``NerfRecord.sin``), with a grid rebuilt from their density."""
     model = TorchBatchedNerfs(spec, params, device, sin=sin)
     sampler = GridSampler(len(params), config.samples, config.grid_res, occ_thre=config.occ_thre, device=device)
-    sampler.grid.update(0, lambda x: model.density(x) * sampler.step_size, occ_thre=config.occ_thre, ema_decay=1.0, warmup_steps=1)
+    sampler.grid = grid_from_field(model, config.grid_res, sampler.step_size, config.occ_thre, sampler.aabb, passes=1)
     return evaluate_scenes(model, sampler, scenes, config)

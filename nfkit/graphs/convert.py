@@ -8,6 +8,7 @@ of graph shards per architecture.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nfkit.errors import UserError
+from nfkit.errors import ConfigError, UserError
 from nfkit.graphs.build import edge_values, graph_template
 from nfkit.graphs.nf2vec import nf2vec_num_rows, nf2vec_rows
 from nfkit.graphs.schema import VALUE, ParamGraph
@@ -27,7 +28,8 @@ from nfkit.graphs.store import (
     GraphShardWriter,
     find_graph_shards,
 )
-from nfkit.io.artifacts import ArtifactError, open_artifact
+from nfkit.io.artifacts import ArtifactError, fingerprint_path, open_artifact
+from nfkit.io.shards import plan_work, run_work
 from nfkit.nerf.specs import ArchSpec
 from nfkit.nerf.store import find_shards, read_nerf_shard, read_shard_spec
 
@@ -78,9 +80,9 @@ def plan_outputs(
     seen: dict[Path, Path] = {}
     for src, out, _ in pairs:
         if out.resolve() == src.resolve():
-            raise ValueError(f"{src}: the output would overwrite the input; choose another --out")
+            raise UserError(f"{src}: the output would overwrite the input; choose another --out")
         if out in seen:
-            raise ValueError(
+            raise UserError(
                 f"{seen[out]} and {src} would both be written to {out}; pass their common parent folder instead"
             )
         seen[out] = src
@@ -97,14 +99,15 @@ def _source_attrs(src: Path) -> dict:
 
 
 def is_up_to_date(output: Path, source: Path, nf2vec_width: int) -> bool:
-    """True when ``output`` is a complete graph shard built from ``source`` as it is now
-    (same size and modification time) with the same nf2vec option."""
+    """True when ``output`` is a complete graph shard built from ``source`` as it is now (same
+    content fingerprint, :func:`~nfkit.io.artifacts.fingerprint_path`) with the same nf2vec
+    option. Shards of older nfkit versions recorded only size and mtime: they are rebuilt."""
     if not output.is_file():
         return False
     try:
-        want = _source_attrs(source)
         with open_artifact(output, GRAPH_SHARD) as f:
-            ok = all(int(f.attrs.get(k, -1)) == want[k] for k in ("source_size", "source_mtime_ns"))
+            inputs = json.loads(f.attrs["nfkit_inputs"])
+            ok = inputs.get("nerf_shard") == fingerprint_path(source)
             ok = ok and int(f.attrs.get("nf2vec_width", -1)) == int(nf2vec_width)
             ok = ok and len(f["node_ptr"]) == int(f.attrs["count"]) + 1
         return ok
@@ -116,7 +119,7 @@ def resolve_nf2vec_width(spec: ArchSpec, nf2vec: bool, width: int | None) -> int
     """0 = no nf2vec rows; otherwise the row width (default: the spec's hidden dimension)."""
     if width is not None:
         if width < 1:
-            raise ValueError(f"--nf2vec-width must be positive, got {width}")
+            raise ConfigError(f"--nf2vec-width must be positive, got {width}")
         return int(width)
     return spec.hidden_dim if nf2vec else 0
 
@@ -137,7 +140,7 @@ def build_graph_shard(
     # must evaluate the source NeRFs with it (NerfRecord.sin)
     config = {"stage": "build-graphs", "nf2vec_width": nf2vec_width, "arch": spec.name, "sin": records[0].sin}
     inputs = {
-        "nerf_shard": f"{attrs['source_size']}:{attrs['source_mtime_ns']}",
+        "nerf_shard": fingerprint_path(source),
         "arch": spec.fingerprint(),
         "init": records[0].init_fingerprint,
     }
@@ -151,6 +154,7 @@ def build_graph_shard(
         config,
         inputs,
         attrs,
+        input_paths={"nerf_shard": [source]},
     ) as w:
         arch_fp = spec.fingerprint()
         edge_attr = template.graph.edge_attr.copy()  # reused: the writer copies what it is given
@@ -197,7 +201,7 @@ def build_graphs(
     one-line message; the others are still built.
     """
     if nf2vec_width is not None and nf2vec_width < 1:
-        raise ValueError(f"--nf2vec-width must be positive, got {nf2vec_width}")
+        raise ConfigError(f"--nf2vec-width must be positive, got {nf2vec_width}")
     keep = None if archs is None else {a.lower() for a in archs}
     jobs: list[_Job] = []
     inputs = list(inputs)
@@ -220,38 +224,22 @@ def build_graphs(
             yield ShardResult(src, out, "skipped", spec.name, count)
             continue
         jobs.append(_Job(src, out, spec, count))
-    bar = None
-    if progress and jobs:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(j.count for j in jobs), unit="graph", desc="build-graphs")
-    try:
-        for job in jobs:
-            width = resolve_nf2vec_width(job.spec, nf2vec, nf2vec_width)
-            try:
-                result = build_graph_shard(
-                    job.source, job.output, width, bar.update if bar else None
-                )
-            except SHARD_ERRORS as exc:
-                yield ShardResult(
-                    job.source,
-                    job.output,
-                    "failed",
-                    job.spec.name,
-                    message=_one_line(exc, job.source),
-                )
-                continue
-            log.info(
-                "%s -> %s: %d graphs in %.2fs",
-                job.source,
-                job.output,
-                result.graphs,
-                result.seconds,
-            )
-            yield result
-    finally:
-        if bar is not None:
-            bar.close()
+    def build(batch: list[_Job]) -> ShardResult:
+        (job,) = batch
+        width = resolve_nf2vec_width(job.spec, nf2vec, nf2vec_width)
+        try:
+            result = build_graph_shard(job.source, job.output, width)
+        except SHARD_ERRORS as exc:
+            return ShardResult(job.source, job.output, "failed", job.spec.name, message=_one_line(exc, job.source))
+        log.info("%s -> %s: %d graphs in %.2fs", job.source, job.output, result.graphs, result.seconds)
+        return result
+
+    plan = plan_work(jobs, key=lambda j: str(j.output))
+    for _batch, result in run_work(
+        plan, build, progress=progress, desc="build-graphs", unit="graph", weight=lambda j: j.count
+    ):
+        yield result
 
 
 # ---------------------------------------------------------------------------- statistics

@@ -63,6 +63,39 @@ def vocabulary() -> dict:
     }
 
 
+
+def vocabulary_conflict(stored: dict, current: dict | None = None) -> str | None:
+    """Why a shard's stored vocabulary cannot be read with ``current`` (default: this nfkit's),
+    or None when it can.
+
+    Vocabularies grow: a stored one that is a subset of the current one (fewer node / edge
+    types, a prefix of the feature columns) is readable, since every code it uses means the
+    same. Refused: a name with another code, a code this nfkit does not know (a newer file),
+    other feature columns, other sentinels.
+    """
+    current = vocabulary() if current is None else current
+    try:
+        for key in ("node_features", "edge_features"):
+            old, new = list(stored[key]), list(current[key])
+            if new[: len(old)] != old:
+                return f"{key} {old} are not a prefix of {new}"
+        for key in ("node_types", "edge_types"):
+            old, new = dict(stored[key]), dict(current[key])
+            names = {code: name for name, code in new.items()}
+            for name, code in old.items():
+                if name in new and new[name] != code:
+                    return f"{key}: {name!r} is code {code}, here {new[name]}"
+                if name not in new:
+                    clash = f", here {names[code]!r}" if code in names else ""
+                    return f"{key}: unknown {name!r} (code {code}{clash}; written by a newer nfkit?)"
+        for key in ("index_unordered", "pos_unused"):
+            if float(stored[key]) != float(current[key]):
+                return f"{key} is {stored[key]}, here {current[key]}"
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"malformed vocabulary ({exc.__class__.__name__}: {exc})"
+    return None
+
+
 @dataclass
 class ParamGraph:
     """One parameter graph as numpy arrays.

@@ -6,12 +6,20 @@ Every artifact is one HDF5 file whose root attributes say what it is:
 - ``nfkit_schema_version``  integer, bumped on any incompatible change of that kind
 - ``nfkit_version``         the package version that wrote it
 - ``nfkit_config``          JSON of the resolved configuration of the stage that wrote it
-- ``nfkit_inputs``          JSON mapping input name -> fingerprint
+- ``nfkit_inputs``          JSON mapping input name -> fingerprint (a content fingerprint of the
+                            input's bytes, :func:`fingerprint_path`, or an artifact's own id)
+- ``nfkit_input_paths``     JSON mapping input name -> list of paths whose
+                            :func:`fingerprint_paths` is that fingerprint (absent in files of
+                            older nfkit versions; ``nfkit status`` uses it to find stale files)
 - ``nfkit_created``         ISO timestamp
 
 Writes go to a temporary file in the destination folder and are renamed into place, so a
 killed run never leaves a half-written artifact. Readers refuse unknown kinds and versions
 with an :class:`ArtifactError` whose message is one line.
+
+Reader registry: each module that defines a kind registers a reader per schema version
+(:func:`register_reader`); :func:`read_artifact` checks the header and dispatches on
+(kind, version), so a new version adds a reader and old files stay readable.
 """
 
 from __future__ import annotations
@@ -27,9 +35,10 @@ import signal
 import socket
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import h5py
 
@@ -46,8 +55,30 @@ class ArtifactError(NfkitError):
     """A missing, corrupt, unknown or incompatible artifact (message fits on one line)."""
 
 
+#: (kind, version) -> reader(path) of that schema
+READERS: dict[tuple[str, int], Callable[[Path], Any]] = {}
+
+
 def register_kind(kind: str, *versions: int) -> None:
+    """Declare the schema versions of ``kind`` this nfkit can read (each in data_specs/)."""
     KNOWN_KINDS[kind] = tuple(sorted(set(KNOWN_KINDS.get(kind, ())) | set(versions)))
+
+
+def register_reader(kind: str, version: int, reader: Callable[[Path], Any]) -> None:
+    """Register ``reader(path)`` for files of ``kind`` schema ``version`` (and the kind)."""
+    register_kind(kind, version)
+    READERS[(kind, int(version))] = reader
+
+
+def read_artifact(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None) -> Any:
+    """Read any registered artifact with the reader of its (kind, version)."""
+    path = Path(path)
+    with open_artifact(path, kind) as f:
+        key = (str(f.attrs["nfkit_kind"]), int(f.attrs["nfkit_schema_version"]))
+    reader = READERS.get(key)
+    if reader is None:
+        raise ArtifactError(f"{path}: no reader for {key[0]!r} v{key[1]} in nfkit {__version__}")
+    return reader(path)
 
 
 def fingerprint_bytes(*chunks: bytes) -> str:
@@ -55,6 +86,40 @@ def fingerprint_bytes(*chunks: bytes) -> str:
     for c in chunks:
         h.update(c)
     return h.hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()
+
+
+def fingerprint_path(path: str | os.PathLike) -> str:
+    """Content fingerprint of a file (its bytes) or a folder (relative names and bytes of every
+    file below it, hidden ones skipped). Timestamps play no part: a replaced file with its
+    modification time restored gets another fingerprint."""
+    path = Path(path)
+    if path.is_file():
+        return fingerprint_bytes(b"file\0", _file_digest(path))
+    if path.is_dir():
+        chunks = [b"dir\0"]
+        for q in sorted(path.rglob("*")):
+            rel = q.relative_to(path)
+            if q.is_file() and not any(part.startswith(".") for part in rel.parts):
+                chunks += [rel.as_posix().encode(), b"\0", _file_digest(q)]
+        return fingerprint_bytes(*chunks)
+    raise FileNotFoundError(f"{path}: no such file or folder")
+
+
+def fingerprint_paths(paths: Iterable[str | os.PathLike]) -> str:
+    """One content fingerprint of several files/folders, in the order given (of one path: its
+    :func:`fingerprint_path`)."""
+    prints = [fingerprint_path(p) for p in paths]
+    if len(prints) == 1:
+        return prints[0]
+    return fingerprint_bytes(*(fp.encode() + b"\0" for fp in prints))
 
 
 def _umask() -> int:
@@ -198,8 +263,13 @@ def write_artifact(
     version: int,
     config: dict | None = None,
     inputs: dict[str, str] | None = None,
+    input_paths: Mapping[str, Sequence[str | os.PathLike]] | None = None,
 ) -> Iterator[h5py.File]:
-    """Open a new artifact for writing; it appears at ``path`` only when the block succeeds."""
+    """Open a new artifact for writing; it appears at ``path`` only when the block succeeds.
+
+    ``input_paths`` names, for inputs whose fingerprint is :func:`fingerprint_paths` of some
+    files or folders, those paths (stored resolved) so that staleness can be checked later.
+    """
     if kind not in KNOWN_KINDS or version not in KNOWN_KINDS[kind]:
         raise ArtifactError(f"internal: artifact kind {kind!r} v{version} is not registered")
     with atomic_path(path, suffix=".h5.tmp") as tmp:
@@ -209,6 +279,9 @@ def write_artifact(
             f.attrs["nfkit_version"] = __version__
             f.attrs["nfkit_config"] = json.dumps(config or {}, sort_keys=True, default=str)
             f.attrs["nfkit_inputs"] = json.dumps(inputs or {}, sort_keys=True)
+            if input_paths:
+                resolved = {k: [str(Path(p).resolve()) for p in v] for k, v in input_paths.items()}
+                f.attrs["nfkit_input_paths"] = json.dumps(resolved, sort_keys=True)
             f.attrs["nfkit_created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             yield f
 
@@ -260,7 +333,9 @@ def read_header(path: str | os.PathLike) -> dict:
             "nfkit_version": str(f.attrs["nfkit_version"]),
             "config": json.loads(f.attrs["nfkit_config"]),
             "inputs": json.loads(f.attrs["nfkit_inputs"]),
+            "input_paths": json.loads(f.attrs.get("nfkit_input_paths", "{}")),
             "created": str(f.attrs.get("nfkit_created", "")),
+            "count": int(f.attrs["count"]) if "count" in f.attrs else None,
         }
 
 

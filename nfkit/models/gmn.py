@@ -38,7 +38,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nfkit.graphs.schema import EDGE_TYPES, ELAYER, ETYPE, NINDEX, NLAYER, NODE_TYPES, NTYPE, POS, VALUE
+from nfkit.graphs.schema import (
+    EDGE_TYPES,
+    ELAYER,
+    ETYPE,
+    NINDEX,
+    NLAYER,
+    NODE_TYPES,
+    NTYPE,
+    POS,
+    VALUE,
+)
 from nfkit.models.blocks import GraphBlocks
 
 #: room for vocabularies that grow (new node / edge types are appended, never renumbered)

@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nfkit.errors import IncompatibleError
 from nfkit.io.artifacts import (
     ArtifactError,
     fingerprint_bytes,
     open_artifact,
-    register_kind,
+    register_reader,
     write_artifact,
 )
 from nfkit.nerf import field as nerf_field
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 
 NERF_INIT = "nerf-init"
 NERF_INIT_VERSION = 1
-register_kind(NERF_INIT, NERF_INIT_VERSION)
 
 GENERATOR = "torch.Generator(cpu).manual_seed(seed) -> nfkit.nerf.field.init_params"
 """How :func:`create_init` draws the tensors (stored in the artifact for the record)."""
@@ -160,7 +160,7 @@ def check_init_matches(init: NerfInit, spec: ArchSpec) -> None:
     """ValueError unless ``init`` was made for an architecture with ``spec``'s layout."""
     if init.spec.fingerprint() != spec.fingerprint():
         where = str(init.path) if init.path else "(in memory)"
-        raise ValueError(
+        raise IncompatibleError(
             f"init {where} was made for architecture {_describe(init.spec)}, not {_describe(spec)}"
         )
 
@@ -176,7 +176,7 @@ def get_or_create_init(spec: ArchSpec, init_dir: str | Path, seed: int = 0) -> N
         init = load_init(path)
         check_init_matches(init, spec)
         if init.seed != int(seed):
-            raise ValueError(
+            raise IncompatibleError(
                 f"init {path} was made with seed {init.seed}, not {seed}; "
                 "pass the same seed or use another init folder"
             )
@@ -185,3 +185,6 @@ def get_or_create_init(spec: ArchSpec, init_dir: str | Path, seed: int = 0) -> N
     save_init(init, path)
     log.info("created shared init %s (fingerprint %s)", path, init.fingerprint)
     return init
+
+
+register_reader(NERF_INIT, NERF_INIT_VERSION, load_init)

@@ -52,10 +52,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nfkit.errors import NfkitError, UserError
+from nfkit.errors import ConfigError, IncompatibleError, NfkitError, UserError
+from nfkit.io.artifacts import fingerprint_paths
+from nfkit.io.shards import fresh_shard_path, plan_work, run_work
 from nfkit.nerf import init as nerf_init
 from nfkit.nerf.specs import ArchSpec
-from nfkit.nerf.store import NerfRecord, nonfinite_params, read_nerf_shard, write_nerf_shard
+from nfkit.nerf.store import (
+    NerfRecord,
+    find_shards,
+    nonfinite_params,
+    read_nerf_shard,
+    read_shard_spec,
+    write_nerf_shard,
+)
 from nfkit.nerf.tcnn_backend import canonical_to_tcnn_mlp, tcnn_mlp_n_params, tcnn_mlp_to_canonical
 
 __all__ = [
@@ -103,11 +112,11 @@ def _tensor(state: Mapping, key: str, source: str) -> Tensor:
     if key not in state:  # also accept a module prefix, e.g. "radiance_field.mlp_base.params"
         matches = [k for k in state if str(k).endswith("." + key)]
         if len(matches) != 1:
-            raise ValueError(f"{source}: missing {key!r} (has {', '.join(sorted(map(str, state))) or 'no keys'})")
+            raise UserError(f"{source}: missing {key!r} (has {', '.join(sorted(map(str, state))) or 'no keys'})")
         key = matches[0]
     value = state[key]
     if not isinstance(value, Tensor):
-        raise ValueError(f"{source}: {key!r} is not a tensor")
+        raise UserError(f"{source}: {key!r} is not a tensor")
     return value.detach().to(torch.float32).cpu()
 
 
@@ -122,7 +131,7 @@ def reference_to_canonical(
     flat = _tensor(state, _KEY_MLP, source).reshape(-1)
     n = tcnn_mlp_n_params(spec)
     if flat.numel() != n:
-        raise ValueError(
+        raise UserError(
             f"{source}: {_KEY_MLP} has {flat.numel()} values, architecture {spec.name!r} expects {n}"
         )
     params = tcnn_mlp_to_canonical(spec, flat)
@@ -134,7 +143,7 @@ def reference_to_canonical(
         tri = _tensor(state, _KEY_TRI, source)
         _, c, r, _ = shapes["triplane"]
         if tuple(tri.shape) != (3, r, r, c):
-            raise ValueError(
+            raise UserError(
                 f"{source}: {_KEY_TRI} has shape {tuple(tri.shape)}, architecture {spec.name!r} "
                 f"expects {(3, r, r, c)} (planes, R, R, channels)"
             )
@@ -142,7 +151,7 @@ def reference_to_canonical(
     if spec.family == "hash":
         table = _tensor(state, _KEY_HASH, source).reshape(-1)
         if table.numel() != shapes["hash_table"][0]:
-            raise ValueError(
+            raise UserError(
                 f"{source}: {_KEY_HASH} has {table.numel()} values, architecture {spec.name!r} "
                 f"expects {shapes['hash_table'][0]}"
             )
@@ -198,9 +207,9 @@ def with_per_level_scale(spec: ArchSpec, per_level_scale: float | None) -> ArchS
     if per_level_scale is None:
         return spec
     if spec.family != "hash":
-        raise ValueError(f"--per-level-scale applies to hash architectures only, not {spec.name!r} ({spec.family})")
+        raise ConfigError(f"--per-level-scale applies to hash architectures only, not {spec.name!r} ({spec.family})")
     if not math.isfinite(per_level_scale) or per_level_scale < 1.0:
-        raise ValueError(f"--per-level-scale must be a finite number >= 1, got {per_level_scale}")
+        raise ConfigError(f"--per-level-scale must be a finite number >= 1, got {per_level_scale}")
     if per_level_scale == spec.hash_per_level_scale:
         return spec
     other = replace(spec, hash_per_level_scale=float(per_level_scale))
@@ -275,9 +284,9 @@ def read_reference_split_lists(folder: Path) -> dict[str, str]:
             text = file.read_text()
             items = json.loads(text) if file.suffix == ".json" else text.splitlines()
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{file}: unreadable split list ({exc.__class__.__name__})") from None
+            raise UserError(f"{file}: unreadable split list ({exc.__class__.__name__})") from None
         if not isinstance(items, list):
-            raise ValueError(f"{file}: a split list must be a JSON list of paths")
+            raise UserError(f"{file}: a split list must be a JSON list of paths")
         for item in items:
             parts = [p for p in str(item).split("#", 1)[0].strip().replace("\\", "/").split("/") if p not in ("", ".")]
             if not parts:
@@ -351,8 +360,25 @@ def load_reference_init(path: str | Path, spec: ArchSpec, out_dir: str | Path | 
     return init
 
 
-def shard_name(spec: ArchSpec, index: int) -> str:
-    return f"{spec.name}-imported-{index:05d}.h5"
+def shard_prefix(spec: ArchSpec) -> str:
+    """Output shards are ``<arch>-imported-<fingerprint of their files>.h5``."""
+    return f"{spec.name}-imported"
+
+
+def imported_sources(out_dir: Path, spec: ArchSpec, init_fp: str) -> set[str]:
+    """Source files of the NeRFs of ``spec`` already imported into ``out_dir`` (shards of other
+    architectures are left alone); refuses shards of ``spec`` from another init."""
+    done: set[str] = set()
+    if not out_dir.is_dir():
+        return done
+    for shard in find_shards(out_dir):
+        got_spec, got_init, _ = read_shard_spec(shard)
+        if got_spec.fingerprint() != spec.fingerprint():
+            continue
+        if got_init != init_fp:
+            raise IncompatibleError(f"{shard} holds NeRFs of init {got_init}, not {init_fp}; use another --out")
+        done.update(r.source for r in read_nerf_shard(shard, load_params=False))
+    return done
 
 
 def import_reference_nerfs(
@@ -366,13 +392,14 @@ def import_reference_nerfs(
 ) -> ImportReport:
     """Convert every reference NeRF under ``root`` to NeRF shards in ``out_dir``.
 
-    Files are processed in sorted order, ``shard_size`` per shard
-    (``<arch>-imported-NNNNN.h5``); a shard that already exists is kept and its files are
-    skipped, so a rerun resumes. A file that cannot be read or does not fit ``spec`` is
-    reported in ``ImportReport.failed`` (one line, naming the file) and the others are imported.
+    Files are processed in sorted order, ``shard_size`` per shard; files already imported
+    into ``out_dir`` (by source path, read from its shards of this architecture) are skipped,
+    so a rerun resumes whatever ``--shard-size`` was. A file that cannot be read or does not
+    fit ``spec`` is reported in ``ImportReport.failed`` (one line, naming the file) and the
+    others are imported. Each shard records the content fingerprints of its files.
     """
     if shard_size < 1:
-        raise ValueError("shard_size must be >= 1")
+        raise ConfigError("shard_size must be >= 1")
     if init is not None:
         nerf_init.check_init_matches(init, spec)
     init_fp = init.fingerprint if init is not None else UNKNOWN_INIT
@@ -380,8 +407,9 @@ def import_reference_nerfs(
     if not refs:
         raise FileNotFoundError(f"{root}: no {WEIGHTS_FILE} files found")
     out_dir = Path(out_dir)
+    plan = plan_work(refs, lambda r: str(r.path), imported_sources(out_dir, spec, init_fp), batch_size=shard_size)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = ImportReport(found=len(refs), init_fingerprint=init_fp)
+    report = ImportReport(found=len(refs), init_fingerprint=init_fp, skipped=plan.skipped)
     config = {
         "imported_from": str(Path(root).resolve()),
         "arch": spec.name,
@@ -390,53 +418,24 @@ def import_reference_nerfs(
     }
     if spec.family == "hash":
         config["hash_per_level_scale"] = spec.hash_per_level_scale
-    bar = None
-    if progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=len(refs), desc=f"import {spec.name}", unit="nerf")
-    try:
-        for index, start in enumerate(range(0, len(refs), shard_size)):
-            chunk = refs[start : start + shard_size]
-            path = out_dir / shard_name(spec, index)
-            if path.exists():
-                _check_existing_shard(path, spec, init_fp, chunk)
-                report.skipped += len(chunk)
-                report.shards.append(path)
-                if bar is not None:
-                    bar.update(len(chunk))
-                continue
-            records = []
-            for ref in chunk:
-                record = _convert(ref, spec, init_fp, report)
-                if record is not None:
-                    records.append(record)
-                if bar is not None:
-                    bar.update(1)
-            if records:
-                write_nerf_shard(path, records, config=config, inputs={"init": init_fp})
-                report.imported += len(records)
-                report.shards.append(path)
-    finally:
-        if bar is not None:
-            bar.close()
+    def convert_and_write(chunk: list[ReferenceNerf]) -> Path | None:
+        records = [r for r in (_convert(ref, spec, init_fp, report) for ref in chunk) if r is not None]
+        if not records:
+            return None
+        files = [Path(r.source) for r in records]
+        path = fresh_shard_path(out_dir, [r.source for r in records], prefix=shard_prefix(spec))
+        write_nerf_shard(
+            path, records, config=config,
+            inputs={"init": init_fp, "weights": fingerprint_paths(files)}, input_paths={"weights": files},
+        )
+        report.imported += len(records)
+        return path
+
+    for _chunk, path in run_work(plan, convert_and_write, progress=progress, desc=f"import {spec.name}", unit="nerf"):
+        if path is not None:
+            report.shards.append(path)
     return report
-
-
-def _check_existing_shard(path: Path, spec: ArchSpec, init_fp: str, chunk: list[ReferenceNerf]) -> None:
-    """A shard kept from an earlier run must hold this chunk's NeRFs, of this arch and init."""
-    records = read_nerf_shard(path, load_params=False)
-    if records and records[0].arch.fingerprint() != spec.fingerprint():
-        raise ValueError(f"{path} holds architecture {records[0].arch.name!r}, not {spec.name!r}; use another --out")
-    if records and records[0].init_fingerprint != init_fp:
-        raise ValueError(
-            f"{path} holds NeRFs of init {records[0].init_fingerprint}, not {init_fp}; use another --out"
-        )
-    expected = {str(ref.path) for ref in chunk}
-    if not {r.source for r in records} <= expected:
-        raise ValueError(
-            f"{path} was written from other files (inputs or --shard-size changed); use another --out"
-        )
 
 
 def _convert(ref: ReferenceNerf, spec: ArchSpec, init_fp: str, report: ImportReport) -> NerfRecord | None:

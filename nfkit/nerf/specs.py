@@ -36,6 +36,8 @@ from typing import Literal
 
 import numpy as np
 
+from nfkit.errors import ConfigError
+
 Family = Literal["mlp", "tri", "hash"]
 FAMILIES: tuple[str, ...] = ("mlp", "tri", "hash")
 OUT_DIM = 4  # r, g, b, sigma
@@ -108,34 +110,32 @@ class ArchSpec:
     def __post_init__(self) -> None:
         self._check_types()
         if self.family not in FAMILIES:
-            raise ValueError(f"unknown architecture family {self.family!r}; expected one of {FAMILIES}")
+            raise ConfigError(f"unknown architecture family {self.family!r}; expected one of {FAMILIES}")
         if self.activation not in ("relu", "sine"):
-            raise ValueError(f"unknown activation {self.activation!r}; expected 'relu' or 'sine'")
+            raise ConfigError(f"unknown activation {self.activation!r}; expected 'relu' or 'sine'")
         if self.hidden_layers < 1 or self.hidden_dim < 1:
-            raise ValueError("hidden_layers and hidden_dim must be positive")
+            raise ConfigError("hidden_layers and hidden_dim must be positive")
         if self.family == "hash" and self.freq_bands:
-            raise ValueError("the hash family feeds the grid output alone to the MLP (freq_bands must be 0)")
+            raise ConfigError("the hash family feeds the grid output alone to the MLP (freq_bands must be 0)")
         if self.freq_bands < 0:
-            raise ValueError(f"freq_bands must be >= 0, got {self.freq_bands}")
+            raise ConfigError(f"freq_bands must be >= 0, got {self.freq_bands}")
         if self.tri_res < 2:
-            raise ValueError(f"tri_res must be >= 2 (align_corners sampling needs two texels), got {self.tri_res}")
+            raise ConfigError(f"tri_res must be >= 2 (align_corners sampling needs two texels), got {self.tri_res}")
         if self.tri_channels < 1:
-            raise ValueError(f"tri_channels must be >= 1, got {self.tri_channels}")
+            raise ConfigError(f"tri_channels must be >= 1, got {self.tri_channels}")
         if self.hash_levels < 1:
-            raise ValueError(f"hash_levels must be >= 1, got {self.hash_levels}")
+            raise ConfigError(f"hash_levels must be >= 1, got {self.hash_levels}")
         if self.hash_log2_size < 3:
-            raise ValueError(f"hash_log2_size must be >= 3 (levels are padded to multiples of 8 entries), got {self.hash_log2_size}")
+            raise ConfigError(f"hash_log2_size must be >= 3 (levels are padded to multiples of 8 entries), got {self.hash_log2_size}")
         if self.hash_features not in HASH_FEATURES:
-            raise ValueError(f"hash_features must be one of {HASH_FEATURES} (tiny-cuda-nn), got {self.hash_features}")
+            raise ConfigError(f"hash_features must be one of {HASH_FEATURES} (tiny-cuda-nn), got {self.hash_features}")
         if self.hash_base_res < 1:
-            raise ValueError(f"hash_base_res must be >= 1, got {self.hash_base_res}")
+            raise ConfigError(f"hash_base_res must be >= 1, got {self.hash_base_res}")
         if not self.hash_per_level_scale >= 1.0:
-            raise ValueError(f"hash_per_level_scale must be >= 1, got {self.hash_per_level_scale}")
+            raise ConfigError(f"hash_per_level_scale must be >= 1, got {self.hash_per_level_scale}")
 
     def _check_types(self) -> None:
         """Integers must be integers (not 2.5, "wide" or true), the scale a number."""
-        from nfkit.errors import ConfigError
-
         for f in fields(self):
             value = getattr(self, f.name)
             if f.type in ("str", str):
@@ -246,9 +246,9 @@ class ArchSpec:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown architecture field(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown architecture field(s): {', '.join(sorted(unknown))}")
         if "name" not in d or "family" not in d:
-            raise ValueError("an architecture spec needs at least 'name' and 'family'")
+            raise ConfigError("an architecture spec needs at least 'name' and 'family'")
         return cls(**d)
 
 
@@ -287,7 +287,7 @@ def get_arch(name_or_path: str) -> ArchSpec:
     path = Path(name_or_path)
     if path.suffix == ".json" and path.is_file():
         return load_arch_file(path)
-    raise ValueError(
+    raise ConfigError(
         f"unknown architecture {name_or_path!r}; choose one of {', '.join(REGISTRY)} "
         "or pass a .json spec file"
     )
@@ -297,11 +297,9 @@ def load_arch_file(path: Path) -> ArchSpec:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read architecture file {path}: {exc}") from exc
+        raise ConfigError(f"cannot read architecture file {path}: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"architecture file {path} must hold a JSON object")
-    from nfkit.errors import ConfigError
-
+        raise ConfigError(f"architecture file {path} must hold a JSON object")
     try:
         return ArchSpec.from_dict(data)
     except ConfigError as exc:

@@ -35,14 +35,13 @@ from nfkit.io.artifacts import (
     ArtifactError,
     find_h5_files,
     open_artifact,
-    register_kind,
+    register_reader,
     write_artifact,
 )
 from nfkit.nerf.specs import ArchSpec
 
 NERF_SHARD = "nerf-shard"
 NERF_SHARD_VERSION = 1
-register_kind(NERF_SHARD, NERF_SHARD_VERSION)
 
 _STR = h5py.string_dtype("utf-8")
 _META_STR = ("object_id", "class_name", "split", "source")
@@ -128,8 +127,10 @@ def write_nerf_shard(
     records: Sequence[NerfRecord],
     config: dict | None = None,
     inputs: dict[str, str] | None = None,
+    input_paths: Mapping[str, Sequence[str | Path]] | None = None,
 ) -> Path:
-    """Write NeRFs (all of one architecture and init) to ``path`` atomically."""
+    """Write NeRFs (all of one architecture and init) to ``path`` atomically (``inputs`` /
+    ``input_paths`` as :func:`nfkit.io.artifacts.write_artifact`)."""
     if not records:
         raise ValueError("no NeRFs to write")
     spec = records[0].arch
@@ -146,7 +147,9 @@ def write_nerf_shard(
         check_finite(r.key, r.params, str(path))
     inputs = dict(inputs or {})
     inputs.setdefault("init", init_fp)
-    with write_artifact(path, NERF_SHARD, NERF_SHARD_VERSION, config=config, inputs=inputs) as f:
+    with write_artifact(
+        path, NERF_SHARD, NERF_SHARD_VERSION, config=config, inputs=inputs, input_paths=input_paths
+    ) as f:
         f.attrs["arch_spec"] = spec.to_json()
         f.attrs["arch_fingerprint"] = spec.fingerprint()
         f.attrs["init_fingerprint"] = init_fp
@@ -257,3 +260,6 @@ def find_shards(paths: str | Path | Iterable[str | Path]) -> list[Path]:
 def iter_nerfs(paths: str | Path | Iterable[str | Path], load_params: bool = True) -> Iterator[NerfRecord]:
     for shard in find_shards(paths):
         yield from read_nerf_shard(shard, load_params=load_params)
+
+
+register_reader(NERF_SHARD, NERF_SHARD_VERSION, read_nerf_shard)

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nfkit.errors import UserError
+
 #: Object box of every NeRF, as the reference code sets nerfacc's AABB (SPEC §2).
 DEFAULT_AABB: tuple[float, float] = (-0.7, 0.7)
 
@@ -93,7 +95,7 @@ def turntable_cameras(
     from nfkit.data.cameras import look_at, orbit_eyes
 
     if n_views < 1:
-        raise ValueError(f"a turntable needs at least one view, got {n_views}")
+        raise UserError(f"a turntable needs at least one view, got {n_views}")
     az = np.arange(n_views) * (2 * math.pi / n_views)
     el = np.full(n_views, math.radians(elevation_deg))
     eyes = orbit_eyes(az, el, np.full(n_views, float(distance)))

@@ -76,23 +76,37 @@ def render_batch(
 
 
 def field_fn_for(spec, params: Mapping[str, Tensor], sin: str = "exact") -> FieldFn:
-    """The torch field of ``spec`` with batched parameters (leading NeRF dimension), its
-    frequency encoding evaluated with ``sin`` (the NeRF's own: ``NerfRecord.sin``)."""
-    from nfkit.nerf import field
+    """The torch field of ``spec`` with batched parameters (leading NeRF dimension), as a
+    :class:`~nfkit.nerf.radiance.RadianceField` (callable: positions -> (rgb, sigma))."""
+    from nfkit.nerf.radiance import ParamField
 
-    def fn(x: Tensor) -> tuple[Tensor, Tensor]:
-        return field.forward(spec, params, x, sin=sin)
-
-    return fn
+    return ParamField(spec, params, sin=sin)
 
 
 def density_fn_for(spec, params: Mapping[str, Tensor], sin: str = "exact") -> Callable[[Tensor], Tensor]:
-    from nfkit.nerf import field
+    return field_fn_for(spec, params, sin=sin).density
 
-    def fn(x: Tensor) -> Tensor:
-        return field.density(spec, params, x, sin=sin)
 
-    return fn
+@torch.no_grad()
+def grid_from_field(
+    field,
+    resolution: int,
+    step_size: float,
+    occ_thre: float = 0.01,
+    aabb: tuple[float, float] = DEFAULT_AABB,
+    generator: torch.Generator | None = None,
+    passes: int = 2,
+) -> OccupancyGrid:
+    """The occupancy grid of a :class:`~nfkit.nerf.radiance.RadianceField` from its density
+    (``occ = density · step_size`` at jittered points of every cell, ``passes`` sweeps): the one
+    way renderers and evaluations rebuild a grid (shards do not store grids)."""
+    device = getattr(field, "device", None)
+    if device is None:
+        device = next(iter(field.params.values())).device if hasattr(field, "params") else "cpu"
+    return OccupancyGrid.from_density(
+        lambda x: field.density(x) * step_size, field.n_fields, resolution, aabb, occ_thre,
+        passes=passes, device=device, generator=generator,
+    )
 
 
 @torch.no_grad()
@@ -107,12 +121,7 @@ def build_grid(
     sin: str = "exact",
 ) -> OccupancyGrid:
     """An occupancy grid for fitted NeRFs (batched params), from their density."""
-    b = next(iter(params.values())).shape[0]
-    density = density_fn_for(spec, params, sin)
-    device = next(iter(params.values())).device
-    return OccupancyGrid.from_density(
-        lambda x: density(x) * step_size, b, resolution, aabb, occ_thre, device=device, generator=generator
-    )
+    return grid_from_field(field_fn_for(spec, params, sin), resolution, step_size, occ_thre, aabb, generator)
 
 
 def default_step_size(n_samples: int, aabb: tuple[float, float] = DEFAULT_AABB) -> float:

@@ -269,7 +269,7 @@ def render_nerfs(
     entries = {}
     if cameras == "dataset":
         if dataset is None:
-            raise ValueError("--cameras dataset needs --dataset DIR (the multi-view dataset the NeRFs were fitted on)")
+            raise UserError("--cameras dataset needs --dataset DIR (the multi-view dataset the NeRFs were fitted on)")
         from nfkit.data.multiview import scan_dataset
 
         entries = {f"{e.class_name}/{e.object_id}": e for e in scan_dataset(Path(dataset))}
@@ -323,7 +323,7 @@ def _render_dataset(rec, entries, path, views, resolution, eval_every, n_samples
 
     entry = entries.get(rec.key)
     if entry is None:
-        raise ValueError(f"NeRF {rec.key} ({rec.shard}) is not an object of the --dataset folder")
+        raise UserError(f"NeRF {rec.key} ({rec.shard}) is not an object of the --dataset folder")
     try:
         obj = load_object(entry, resolution=resolution or None)
     except ValueError as exc:

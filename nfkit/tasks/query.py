@@ -127,6 +127,14 @@ def query_nerf(
     from nfkit.nerf.store import read_nerf_shard
     from nfkit.tasks.classify import embed_records_with
 
+    if k < 1:
+        raise UserError(f"--top-k must be >= 1, got {k}")
+    try:
+        metric = check_metric(metric)
+    except ValueError:
+        raise UserError(f"--metric {metric!r}: expected auto, cosine or l2") from None
+    if picture is not None and resolution < 1:
+        raise UserError(f"--resolution must be >= 1, got {resolution}")
     records = read_nerf_shard(path)
     if not 0 <= row < len(records):
         raise UserError(f"--query-row {row}: {path} holds {len(records)} NeRF(s)")

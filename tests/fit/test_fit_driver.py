@@ -105,9 +105,9 @@ def test_killed_run_leaves_complete_shards_and_resumes(dataset, tmp_path):
     crashing = CountingFit(fail_after=1)
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit_dataset(dataset, out, [spec], QUICK, fit_fn=crashing)
-    files = sorted(p.name for p in (out / "mlp-32h").iterdir())
-    assert files == ["shard-000000.h5"]  # one complete shard, no temporary files
-    records = read_nerf_shard(out / "mlp-32h" / "shard-000000.h5")
+    files = sorted((out / "mlp-32h").iterdir())
+    assert len(files) == 1 and files[0].name.startswith("shard-")  # one complete shard, no temporary files
+    records = read_nerf_shard(files[0])
     assert len(records) == QUICK.batch_nerfs
     assert all(np.isfinite(r.params["mlp.0"]).all() for r in records)
     resumed = CountingFit()
@@ -193,9 +193,9 @@ def test_config_overrides_and_presets():
     assert (cfg.steps, cfg.lr, cfg.random_background, cfg.lr_milestones) == (7, 0.5, False, (0.5, 0.9))
     assert PRESETS["paper"].steps == 1500 and PRESETS["paper"].grid_res == 128
     assert PRESETS["paper"].milestone_steps() == [750, 1125, 1350]
-    with pytest.raises(ValueError, match="unknown fit config key"):
+    with pytest.raises(ValueError, match="unknown config key 'stepz'"):
         resolve_config("cpu", {"stepz": "1"})
-    with pytest.raises(ValueError, match="expected a int"):
+    with pytest.raises(ValueError, match="steps='many': expected an int"):
         resolve_config("cpu", {"steps": "many"})
-    with pytest.raises(ValueError, match="unknown fit preset"):
+    with pytest.raises(ValueError, match="unknown preset 'fast'"):
         resolve_config("fast")

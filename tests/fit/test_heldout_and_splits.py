@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 import pytest
 
 from nfkit.data.synth import SynthConfig, generate_dataset

@@ -77,7 +77,7 @@ def test_a_run_killed_during_a_shard_write_resumes(tmp_path):
     arch_dir = out / SPEC.name
     assert being_written.name.startswith(".")  # the write went to a hidden temporary file
     complete = find_shards(arch_dir)
-    assert [p.name for p in complete] == ["shard-000000.h5"]  # nothing half-written under a final name
+    assert len(complete) == 1 and complete[0].name.startswith("shard-")  # nothing half-written under a final name
     first = read_nerf_shard(complete[0])
     assert len(first) == CONFIG.batch_nerfs and all(np.isfinite(r.params["mlp.0"]).all() for r in first)
     summary = fit_dataset(data, out, [SPEC], CONFIG, fit_fn=_init_fit)

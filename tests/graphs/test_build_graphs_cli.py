@@ -152,8 +152,9 @@ def test_arch_filter_and_stats(tmp_path):
     assert line.split()[:6] == ["small-tri", "tri", "1", "2", str(nodes), str(edges)]
     missing = runner.invoke(app, ["build-graphs", "--stats", "--out", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "no such graph folder" in missing.stderr
-    nothing = runner.invoke(app, ["build-graphs", "--out", str(out)])
-    assert nothing.exit_code == 1 and "give NeRF shards" in nothing.stderr
+    # no NERFS: the workspace's nerfs/ folder is the default input
+    nothing = runner.invoke(app, ["--workspace", str(tmp_path / "empty"), "build-graphs", "--out", str(out)])
+    assert nothing.exit_code == 1 and "no NeRF folder in the workspace" in nothing.stderr
 
 
 def test_same_relative_names_from_two_folders_are_refused(tmp_path):

@@ -130,8 +130,10 @@ def test_import_nerfs_cli_roundtrip_exact(tmp_path):
     assert [records[o].split for o in ("a1", "c1", "c2", "t1")] == ["train", "train", "val", "unlisted"]
     again = runner.invoke(app, ["import-nerfs", str(root), "--arch", "tri", "--out", str(out), "--shard-size", "2", "--no-progress"])
     assert again.exit_code == 0 and "5 already imported" in again.output
+    # resume is by source file, not by chunk position: another --shard-size re-imports nothing
     changed = runner.invoke(app, ["import-nerfs", str(root), "--arch", "tri", "--out", str(out), "--shard-size", "3", "--no-progress"])
-    assert changed.exit_code == 1 and "--shard-size changed" in changed.output
+    assert changed.exit_code == 0 and "imported 0 of 5" in changed.output and "5 already imported" in changed.output
+    assert len(list(out.glob("tri-imported-*.h5"))) == 3
 
 
 def test_import_reports_bad_files_and_imports_the_rest(tmp_path):

@@ -20,7 +20,14 @@ from nfkit.graphs.convert import build_graph_shard
 from nfkit.io.artifacts import ArtifactError, read_header
 from nfkit.nerf import field, interop
 from nfkit.nerf.specs import ArchSpec, get_arch
-from nfkit.nerf.store import NerfRecord, iter_nerfs, read_nerf_shard, read_shard_spec, shard_sine, write_nerf_shard
+from nfkit.nerf.store import (
+    NerfRecord,
+    iter_nerfs,
+    read_nerf_shard,
+    read_shard_spec,
+    shard_sine,
+    write_nerf_shard,
+)
 from nfkit.render.rays import turntable_cameras
 from nfkit.render.views import _to_u8, render_nerfs, render_views
 

@@ -1,0 +1,77 @@
+"""One radiance-field interface for every backend: a batch of ``B`` fields evaluated together.
+
+Everything that renders or fits (``nfkit.render``, ``nfkit.fit``, later the implicit decoder)
+takes a :class:`RadianceField`; implementations are
+
+- :class:`ParamField`: NeRFs given by canonical parameters with a leading NeRF dimension, the
+  pure-torch field of :mod:`nfkit.nerf.field` (any device, differentiable);
+- ``nfkit.fit.trainer.TorchBatchedNerfs`` (a trainable :class:`ParamField`) and
+  ``TcnnBatchedNerfs`` (one tiny-cuda-nn module per NeRF);
+- anything else with these members, e.g. a decoder conditioned on ``B`` embeddings.
+
+Shapes:
+    ``field(x)``: x (B, N, 3) world positions -> rgb (B, N, 3) in (0, 1), sigma (B, N) >= 0
+    ``field.density(x)``: (B, N, 3) -> (B, N)
+    ``field.density_one(b, x)``: (N, 3) -> (N,), field ``b`` alone (nerfacc's per-NeRF sampler)
+    ``field.n_fields``: B
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+from torch import Tensor
+
+from nfkit.nerf import field as nerf_field
+from nfkit.nerf.specs import ArchSpec
+
+
+@runtime_checkable
+class RadianceField(Protocol):
+    """``B`` radiance fields evaluated together (see the module docstring for shapes)."""
+
+    @property
+    def n_fields(self) -> int: ...
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def density(self, x: Tensor) -> Tensor: ...
+
+    def density_one(self, b: int, x: Tensor) -> Tensor: ...
+
+
+class ParamField:
+    """``B`` NeRFs of ``spec`` from batched canonical parameters (``name -> (B, *shape)``).
+
+    ``sin`` is the sine of the frequency encoding (``"exact"``, or ``"tcnn"`` for NeRFs whose
+    weights were trained with tiny-cuda-nn's fast sine): every evaluation uses it.
+    """
+
+    def __init__(self, spec: ArchSpec, params: Mapping[str, Tensor], sin: str = "exact") -> None:
+        if not params:
+            raise ValueError(f"{spec.name}: no parameters")
+        self.spec = spec
+        self.params = params
+        self.sin = sin
+
+    @property
+    def n_fields(self) -> int:
+        return int(next(iter(self.params.values())).shape[0])
+
+    @property
+    def device(self):
+        return next(iter(self.params.values())).device
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return nerf_field.forward(self.spec, self.params, x, sin=self.sin)
+
+    def density(self, x: Tensor) -> Tensor:
+        return nerf_field.density(self.spec, self.params, x, sin=self.sin)
+
+    def density_one(self, b: int, x: Tensor) -> Tensor:
+        one = {k: v[b : b + 1] for k, v in self.params.items()}
+        return nerf_field.density(self.spec, one, x[None], sin=self.sin)[0]
+
+
+__all__ = ["ParamField", "RadianceField"]
