@@ -144,8 +144,8 @@ def compute_targets(
         for k in params_list[0]
     }
     step = default_step_size(ts.n_samples)
-    grid = build_grid(spec, params, ts.grid_res, step)
     gen = torch.Generator().manual_seed(ts.seed)
+    grid = build_grid(spec, params, ts.grid_res, step, generator=gen, sin=sin)
     o, d = aimed_rays(grid, ts.cast_rays, gen)
 
     def fn(x: Tensor):

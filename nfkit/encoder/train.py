@@ -196,7 +196,7 @@ class _Validator:
             if pairs:
                 u = emb[[a for a, _ in pairs]]
                 v = emb[[b for _, b in pairs]]
-                out["val_siglip"] = float(model.siglip(u, v))
+                out["val_siglip"] = model.siglip(u, v).item()
         model.train()
         return out
 
@@ -386,10 +386,10 @@ def pretrain_encoder(
             step += 1
             if not math.isfinite(loss.item()):
                 raise UserError(f"training diverged at epoch {epoch + 1}, step {bi + 1} (loss {float(loss)}); lower --lr")
-            sums["loss"] += float(loss)
-            sums["loss_r"] += float(loss_r) if loss_r is not None else 0.0
-            sums["loss_c"] += float(loss_c) if loss_c is not None else 0.0
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            sums["loss"] += loss.item()
+            sums["loss_r"] += loss_r.item() if loss_r is not None else 0.0
+            sums["loss_c"] += loss_c.item() if loss_c is not None else 0.0
+            bar.set_postfix(loss=f"{loss.item():.4f}")
         bar.close()
         seconds = time.perf_counter() - t_epoch
         entry = {k: v / max(len(batches), 1) for k, v in sums.items()}
@@ -418,9 +418,6 @@ def pretrain_encoder(
         ck.resume = resume_bytes(optimizer, scheduler, scaler)
         save_checkpoint(last_path, ck, inputs)
         epochs_run += 1
-        if stop_after > 0 and epochs_run >= stop_after and epoch + 1 < config.epochs:
-            log.info("stopping after %d epoch(s) as asked; resume to continue", epochs_run)
-            break
         msg = f"epoch {epoch + 1}: loss {entry['loss']:.4f}"
         if "val_psnr" in entry:
             msg += f", val PSNR {entry['val_psnr']:.2f} dB (floor {entry['val_psnr_floor']:.2f})"
@@ -429,6 +426,9 @@ def pretrain_encoder(
         log.info(msg)
         if progress:
             tqdm.write(msg)
+        if stop_after > 0 and epochs_run >= stop_after and epoch + 1 < config.epochs:
+            log.info("stopping after %d epoch(s) as asked; resume to continue", epochs_run)
+            break
     if not best_path.exists() and last_path.exists():
         # no validation split: the last checkpoint is the best one known
         save_checkpoint(best_path, load_checkpoint(last_path), inputs)

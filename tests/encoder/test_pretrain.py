@@ -1,0 +1,108 @@
+"""pretrain-encoder and embed on a tiny workspace: training, resume, checkpoints, refusals."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nfkit.cli import app
+from nfkit.embed.store import load_embeddings
+from nfkit.encoder.checkpoint import load_checkpoint
+from nfkit.encoder.config import resolve_config
+from nfkit.encoder.train import pretrain_encoder
+from nfkit.graphs.convert import build_graphs
+
+from .conftest import make_nerfs
+
+runner = CliRunner()
+
+
+def _train(ws, out, loss="r+c", **kw):
+    cfg = resolve_config("tiny", {"loss": loss, "epochs": 2})
+    return pretrain_encoder(ws / "graphs", ws / "nerfs", out, cfg, progress=False, **kw)
+
+
+def test_resume_equals_an_uninterrupted_run(tiny_workspace, tmp_path):
+    full = _train(tiny_workspace, tmp_path / "a")
+    part = _train(tiny_workspace, tmp_path / "b", stop_after=1)
+    assert part.epochs_run == 1 and load_checkpoint(tmp_path / "b" / "last.h5").epoch == 1
+    resumed = _train(tiny_workspace, tmp_path / "b", resume=True)
+    assert resumed.epochs_run == 1
+    a = load_checkpoint(tmp_path / "a" / "last.h5")
+    b = load_checkpoint(tmp_path / "b" / "last.h5")
+    assert a.epoch == b.epoch == 2
+    # Equal up to floating-point noise (on one machine they are bitwise equal; a BLAS kernel
+    # choice may differ elsewhere, and Adam turns rounding differences into ~lr-sized steps).
+    # A resume that loses the optimizer, scheduler or random state differs by far more.
+    for module in a.state:
+        for name, t in a.state[module].items():
+            np.testing.assert_allclose(t.numpy(), b.state[module][name].numpy(), atol=1e-3, err_msg=f"{module}.{name}")
+    np.testing.assert_allclose([h["loss"] for h in a.history], [h["loss"] for h in b.history], rtol=1e-3)
+    assert full.history[-1]["val_psnr"] > 0 and "val_siglip" in full.history[-1]
+
+
+def test_an_existing_run_is_not_overwritten_without_resume_or_force(tiny_workspace, tmp_path):
+    _train(tiny_workspace, tmp_path / "a")
+    r = runner.invoke(app, ["pretrain-encoder", str(tiny_workspace / "graphs"), str(tiny_workspace / "nerfs"),
+                            "--preset", "tiny", "--out", str(tmp_path / "a"), "--no-progress"])
+    assert r.exit_code == 1 and "--resume" in r.output
+    r = runner.invoke(app, ["pretrain-encoder", str(tiny_workspace / "graphs"), str(tiny_workspace / "nerfs"),
+                            "--preset", "tiny", "--set", "epochs=3", "--out", str(tmp_path / "a"), "--resume", "--no-progress"])
+    assert r.exit_code == 1 and "other settings" in r.output and "epochs" in r.output
+
+
+def test_loss_c_trains_no_decoder_and_keeps_the_best_by_siglip(tiny_workspace, tmp_path):
+    s = _train(tiny_workspace, tmp_path / "c", loss="c")
+    ck = load_checkpoint(tmp_path / "c" / "best.h5")
+    assert "decoder" not in ck.state and "siglip" in ck.state
+    assert "val_psnr" not in s.history[-1] and np.isfinite(s.history[-1]["val_siglip"])
+
+
+def test_cli_pretrain_then_embed_in_a_workspace_with_unseen_and_foreign_nerfs(tiny_workspace, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(tiny_workspace, ws)
+    r = runner.invoke(app, ["--workspace", str(ws), "pretrain-encoder", "--loss", "r", "--preset", "tiny", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert (ws / "encoder" / "best.h5").is_file() and (ws / "encoder" / "last.h5").is_file()
+    r = runner.invoke(app, ["--workspace", str(ws), "embed", "--arch", "hash-11t", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    es = load_embeddings(ws / "embeddings")
+    assert es.archs() == ["hash-11t"] and len(es) == 10 and es.dim == 16
+    # adding architectures later adds shards and recomputes nothing
+    r = runner.invoke(app, ["--workspace", str(ws), "embed", "--no-progress"])
+    assert r.exit_code == 0 and "1 up to date" in r.output, r.output
+    es = load_embeddings(ws / "embeddings")
+    assert len(es) == 30 and set(es.archs()) == {"mlp-32h", "tri-16w", "hash-11t"}
+    # an architecture the encoder never saw is embedded as it is
+    make_nerfs(ws / "more", archs=("mlp-2l",), init_seed=3)
+    list(build_graphs([ws / "more"], ws / "more_graphs"))
+    r = runner.invoke(app, ["--workspace", str(ws), "embed", str(ws / "more_graphs"), "--out", str(ws / "emb2"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    # NeRFs of a trained architecture from another init are refused, unless allowed
+    make_nerfs(ws / "foreign", archs=("mlp-32h",), init_seed=7)
+    list(build_graphs([ws / "foreign"], ws / "foreign_graphs"))
+    r = runner.invoke(app, ["--workspace", str(ws), "embed", str(ws / "foreign_graphs"), "--out", str(ws / "emb3"), "--no-progress"])
+    assert r.exit_code == 1 and "init" in r.output and "--allow-foreign-init" in r.output
+    assert not (ws / "emb3").exists() or not list((ws / "emb3").rglob("*.h5"))
+    r = runner.invoke(app, ["--workspace", str(ws), "embed", str(ws / "foreign_graphs"), "--out", str(ws / "emb3"),
+                            "--allow-foreign-init", "--no-progress"])
+    assert r.exit_code == 0, r.output
+
+
+def test_embed_refuses_a_missing_or_corrupt_encoder(tiny_workspace, tmp_path):
+    r = runner.invoke(app, ["embed", str(tiny_workspace / "graphs"), "--encoder", str(tmp_path / "nope.h5"), "--no-progress"])
+    assert r.exit_code == 1 and "nope.h5" in r.output
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5")
+    r = runner.invoke(app, ["embed", str(tiny_workspace / "graphs"), "--encoder", str(bad), "--no-progress"])
+    assert r.exit_code == 1 and "bad.h5" in r.output and "Traceback" not in r.output
+
+
+def test_unknown_loss_and_preset_are_one_line(tiny_workspace):
+    r = runner.invoke(app, ["pretrain-encoder", str(tiny_workspace / "graphs"), "--loss", "x"])
+    assert r.exit_code == 1 and "loss" in r.output
+    r = runner.invoke(app, ["pretrain-encoder", str(tiny_workspace / "graphs"), "--preset", "huge"])
+    assert r.exit_code == 1 and "preset" in r.output
