@@ -41,6 +41,11 @@ def render(
     arch: list[str] = typer.Option(None, "--arch", help="Only render this architecture (repeatable).", show_default=False),
     limit: int = typer.Option(0, "--limit", help="Render at most N NeRFs (0 = all)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    decoder: Path | None = typer.Option(
+        None, "--decoder",
+        help="An encoder checkpoint (pretrain-encoder's best.h5): render each NeRF on a turntable next to the decoder's reconstruction from its embedding (one PNG per NeRF: the NeRF's row, then the decoder's), with the PSNR between them.",
+        show_default=False,
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar over NeRFs."),
 ) -> None:
     """Render stored NeRFs with the fitter's sampler and compositing, on black. A shard that
@@ -51,6 +56,10 @@ def render(
     nerfs = default_input(nerfs, "nerfs")
     out = default(out, "views")
 
+    if decoder is not None:
+        _reconstructions(nerfs, out, decoder, objects, turntable, resolution, elevation, distance, fov,
+                         samples, grid_res, arch, limit, progress)
+        return
     mode = cameras.strip()
     if mode.lower() in ("dataset", "turntable"):
         mode = mode.lower()
@@ -72,3 +81,31 @@ def render(
         typer.echo(f"error: {message}", err=True)
     if failures:
         raise fail(f"{len(failures)} shard(s) could not be read (listed above); the others were rendered")
+
+
+def _reconstructions(nerfs, out, decoder, objects, turntable, resolution, elevation, distance, fov,
+                     samples, grid_res, arch, limit, progress) -> None:
+    from nfkit.encoder.reconstruct import reconstruct
+    from nfkit.errors import UserError
+    from nfkit.nerf.store import iter_nerfs
+
+    wanted = set(objects or [])
+    keep = None if not arch else {a.lower() for a in arch}
+    records = []
+    for rec in iter_nerfs(nerfs):
+        if keep is not None and rec.arch.name.lower() not in keep:
+            continue
+        if wanted and rec.key not in wanted and rec.object_id not in wanted:
+            continue
+        records.append(rec)
+        if limit and len(records) >= limit:
+            break
+    if not records:
+        raise UserError(f"{nerfs}: no NeRFs match the selection")
+    results = reconstruct(decoder, records, out, views=turntable, resolution=resolution or 96,
+                          elevation_deg=elevation, distance=distance, fov_x=fov, n_samples=samples,
+                          grid_res=grid_res, progress=progress)
+    for r in results:
+        typer.echo(f"{r.arch} {r.key}: NeRF | decoder -> {r.path}, PSNR {r.psnr:.2f} dB")
+    mean = sum(r.psnr for r in results) / len(results)
+    typer.echo(f"reconstructed {len(results)} NeRF(s) to {out}; mean decoder PSNR vs the NeRF {mean:.2f} dB")

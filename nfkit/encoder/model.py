@@ -35,6 +35,40 @@ class EncoderModel(nn.Module):
         )
         self.siglip = SigLipLoss() if config.uses_contrastive else None
 
+    def fit_value_stats(self, bank: GraphBank, items: Sequence[tuple[str, int]]) -> None:
+        """Set the GMN's edge-value statistics from the graphs ``items`` (the training graphs)."""
+        import numpy as np
+
+        from nfkit.graphs.schema import ELAYER, ETYPE, VALUE
+
+        if not isinstance(self.encoder, GMNEncoder):
+            return
+        layers, types, sums, sqs, counts = [], [], [], [], []
+        by_arch: dict[str, list[int]] = {}
+        for a, r in items:
+            by_arch.setdefault(a, []).append(r)
+        for arch, rows in by_arch.items():
+            g = bank.archs[arch]
+            if g.structure is not None:
+                raw = g.structure.edge_raw.numpy()
+                vals = g.values[np.asarray(rows)].astype(np.float64)
+                keys = raw[:, ELAYER].astype(np.int64) * 1000 + raw[:, ETYPE].astype(np.int64)
+                col_sum, col_sq = vals.sum(0), (vals**2).sum(0)
+            else:
+                raw = np.concatenate([g.sparse[r].edge_attr for r in rows])
+                keys = raw[:, ELAYER].astype(np.int64) * 1000 + raw[:, ETYPE].astype(np.int64)
+                col_sum, col_sq = raw[:, VALUE].astype(np.float64), raw[:, VALUE].astype(np.float64) ** 2
+                rows = [0]
+            for k in np.unique(keys):
+                m = keys == k
+                layers.append(k // 1000)
+                types.append(k % 1000)
+                sums.append(col_sum[m].sum())
+                sqs.append(col_sq[m].sum())
+                counts.append(m.sum() * len(rows))
+        t = torch.tensor
+        self.encoder.pre.set_value_stats(t(layers), t(types), t(sums), t(sqs), t(counts, dtype=torch.float64))
+
     def embed(
         self,
         bank: GraphBank,

@@ -299,7 +299,9 @@ def pretrain_encoder(
         targets = dict(zip(keys, tlist, strict=True))
 
     torch.manual_seed(config.seed)
-    model = EncoderModel(config, nf2vec_width).to(device)
+    model = EncoderModel(config, nf2vec_width)
+    model.fit_value_stats(bank, [(a, r) for v in train_objects.values() for a, r in v.items()])
+    model = model.to(device)
     schedule0 = pair_schedule(train_objects, 0, config.seed, families)
     steps_per_epoch = max(1, math.ceil(len(schedule0) / config.batch_objects))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

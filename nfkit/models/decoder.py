@@ -83,13 +83,33 @@ class ImplicitDecoder(nn.Module):
         sigma = trunc_exp(out[..., 3] - 1.0) * inside
         return rgb, sigma
 
-    def field(self, embedding: Tensor):
-        """The decoder as a field function of positions for B objects (``render_batch``)."""
+    def field(self, embedding: Tensor) -> DecodedField:
+        """The decoder conditioned on B embeddings, as a radiance field of B objects
+        (``nfkit.nerf.radiance.RadianceField``: renderers and grid builders take it)."""
+        return DecodedField(self, embedding)
 
-        def fn(x: Tensor) -> tuple[Tensor, Tensor]:
-            return self(embedding, x)
 
-        return fn
+class DecodedField:
+    """B decoded embeddings as a :class:`~nfkit.nerf.radiance.RadianceField`.
+
+    Shapes: embedding (B, D); ``field(x)``: (B, N, 3) -> rgb (B, N, 3), sigma (B, N)
+    """
+
+    def __init__(self, decoder: ImplicitDecoder, embedding: Tensor) -> None:
+        self.decoder, self.embedding = decoder, embedding
+
+    @property
+    def n_fields(self) -> int:
+        return int(self.embedding.shape[0])
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.decoder(self.embedding, x)
+
+    def density(self, x: Tensor) -> Tensor:
+        return self.decoder(self.embedding, x)[1]
+
+    def density_one(self, b: int, x: Tensor) -> Tensor:
+        return self.decoder(self.embedding[b : b + 1], x[None])[1][0]
 
 
 def decoder_flops(spec: DecoderSpec, n_points: int) -> float:

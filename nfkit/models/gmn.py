@@ -53,6 +53,8 @@ from nfkit.models.blocks import GraphBlocks
 
 #: room for vocabularies that grow (new node / edge types are appended, never renumbered)
 TYPE_SLOTS = 16
+#: room for edge layers in the value-statistics table
+LAYER_SLOTS = 16
 #: hash edge positions are raw (level, entry) integers; entries are scaled by 1/HASH_ENTRY_SCALE
 HASH_ENTRY_SCALE = 4096.0
 
@@ -90,12 +92,21 @@ def _edge_positions(edge_attr: Tensor) -> Tensor:
 class PreEncoder(nn.Module):
     """Raw node / edge features -> hidden features.
 
+    Edge values are standardised per (edge layer, edge type) with statistics of the training
+    graphs (buffers ``value_mean``, ``value_std``; :meth:`set_value_stats`) before
+    ``sin(Linear(1, h))``. The reference feeds raw values; measured on the demo data, an
+    untrained GMN then maps NeRFs of one architecture (which share their init and differ by
+    small weight changes) to embeddings whose spread across objects is 0.02 % of their norm,
+    and a short CPU training never separates them.
+
     Shapes: node_raw (..., 3) [layer, index, type]; edge_raw (..., 6)
     [value, layer, type, pos0, pos1, pos2] -> (..., h)
     """
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
+        self.register_buffer("value_mean", torch.zeros(LAYER_SLOTS, TYPE_SLOTS))
+        self.register_buffer("value_std", torch.ones(LAYER_SLOTS, TYPE_SLOTS))
         h = hidden
         self.node_layer, self.node_index = _SinLinear(1, h), _SinLinear(1, h)
         self.node_type = nn.Embedding(TYPE_SLOTS, h)
@@ -127,13 +138,44 @@ class PreEncoder(nn.Module):
         )
         return F.linear(parts, self.edge_proj.weight[:, h:], self.edge_proj.bias)
 
-    def edge_values(self, values: Tensor) -> Tensor:
+    def value_stats_of(self, edge_raw: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and std used for each edge's value. edge_raw (..., 6) -> (...,), (...,)"""
+        layer = edge_raw[..., ELAYER].long().clamp(0, LAYER_SLOTS - 1)
+        etype = edge_raw[..., ETYPE].long().clamp(0, TYPE_SLOTS - 1)
+        return self.value_mean[layer, etype], self.value_std[layer, etype]
+
+    @torch.no_grad()
+    def set_value_stats(self, layer: Tensor, etype: Tensor, total: Tensor, total_sq: Tensor, count: Tensor) -> None:
+        """Set the statistics from sums over training edges grouped by (layer, type); groups
+        without edges fall back to their type's pooled statistics, then to (0, 1)."""
+        mean = torch.zeros(LAYER_SLOTS, TYPE_SLOTS, dtype=torch.float64)
+        sq = torch.zeros_like(mean)
+        cnt = torch.zeros_like(mean)
+        mean.index_put_((layer, etype), total.double(), accumulate=True)
+        sq.index_put_((layer, etype), total_sq.double(), accumulate=True)
+        cnt.index_put_((layer, etype), count.double(), accumulate=True)
+        by_type = [mean.sum(0), sq.sum(0), cnt.sum(0)]
+        for t_sum, t_sq, t_n in ((mean, sq, cnt),):
+            empty = t_n == 0
+            t_sum[empty] = by_type[0].expand_as(t_sum)[empty]
+            t_sq[empty] = by_type[1].expand_as(t_sq)[empty]
+            t_n[empty] = by_type[2].expand_as(t_n)[empty]
+        n = cnt.clamp(min=1)
+        m = mean / n
+        var = (sq / n - m**2).clamp(min=0)
+        std = torch.where(cnt > 1, var.sqrt(), torch.ones_like(var)).clamp(min=1e-8)
+        self.value_mean.copy_(m.float())
+        self.value_std.copy_(std.float())
+
+    def edge_values(self, values: Tensor, mean: Tensor | float = 0.0, std: Tensor | float = 1.0) -> Tensor:
         """The value part of the edge pre-encoding (no bias). values (...,) -> (..., h)"""
         h = self.edge_value.lin.out_features
-        return F.linear(self.edge_value(values.unsqueeze(-1)), self.edge_proj.weight[:, :h])
+        v = (values - mean) / std
+        return F.linear(self.edge_value(v.unsqueeze(-1)), self.edge_proj.weight[:, :h])
 
     def edges(self, edge_raw: Tensor) -> Tensor:
-        return self.edge_values(edge_raw[..., VALUE]) + self.edge_structure(edge_raw)
+        mean, std = self.value_stats_of(edge_raw)
+        return self.edge_values(edge_raw[..., VALUE], mean, std) + self.edge_structure(edge_raw)
 
 
 class GMNLayer(nn.Module):
@@ -238,7 +280,8 @@ class GMNEncoder(nn.Module):
             blocks, in_deg = sample.blocks, sample.in_degree
         bsz = values.shape[0]
         x = self.pre.nodes(st.node_raw).unsqueeze(0).expand(bsz, -1, -1)
-        e = self.pre.edge_values(values) + self.pre.edge_structure(edge_raw).unsqueeze(0)
+        mean, std = self.pre.value_stats_of(edge_raw)
+        e = self.pre.edge_values(values, mean[None], std[None]) + self.pre.edge_structure(edge_raw).unsqueeze(0)
         inv_deg = (1.0 / in_deg.clamp(min=1).to(x.dtype))[None, :, None]
         for layer in self.layers:
             xs, es = layer.norm_x(x), layer.norm_e(e)
