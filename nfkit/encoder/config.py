@@ -10,12 +10,15 @@ dataset (78 training objects × 3 architectures). What it changes, and why (meas
 2-core development machine; see the closing notes of the encoder issue):
 
 - hidden 32 (paper 128): the message passing costs ∝ h², 16× less;
-- at most 64 sources per block per step (of the 3·32² tri-plane locations, each hash level's
-  4096 entries, the first layer's 144–304 inputs; ``max_src``) and 4096 readout edges (``readout_edges``): those blocks
-  are 64–80 % of a tri/hash graph's edges, and the mean over a random subset of a block's
-  edges is an unbiased estimate of the mean over all of them; ``embed`` always uses every edge;
-- decoder 256 wide, 64 rays and 512 background points per NeRF per step: the rendering loss
-  then costs about as much as the encoder;
+- per step, at most 4096 edges of each block (``max_block_edges``: a random subset of the
+  sources of the tri-plane (256 of its 3·32² locations), of each hash level (2048 of 4096
+  entries) and of the first layer's inputs) and 2048 readout edges (``readout_edges``): a mean
+  over a random subset of a block's edges is an unbiased estimate of the mean over all of them,
+  and a tri graph drops from 77k to 17k edges; ``embed`` always uses every edge;
+- decoder 128 wide, 32 rays and 256 background points per NeRF per step, 64 samples per ray:
+  the rendering loss then costs about as much as the encoder;
+- ``decoder_norm``: the embedding is standardised per dimension before the decoder
+  (``nfkit/models/decoder.py`` says why);
 - lr 1e-3 (paper 1e-4 over 250 epochs; a short run needs the larger step);
 - 12 epochs.
 
@@ -70,7 +73,7 @@ class EncoderConfig:
     lr: float = _f(1e-4, "AdamW peak learning rate (one-cycle)")
     weight_decay: float = _f(1e-2, "AdamW weight decay")
     pct_start: float = _f(0.3, "one-cycle: fraction of the steps spent warming up")
-    max_src: int = _f(0, "per step, keep at most this many sources of each large block (tri-plane locations, hash entries); 0 = all")
+    max_block_edges: int = _f(0, "per step, keep at most this many edges of each block (a random subset of its sources: tri-plane locations, hash entries, MLP inputs); 0 = all")
     readout_edges: int = _f(0, "per step, average the readout over this many random edges; 0 = all")
     amp: bool = _f(True, "mixed precision (float16 autocast + grad scaler) on CUDA; ignored on the CPU")
     grad_clip: float = _f(1.0, "clip the gradient norm (0 = off)")
@@ -90,7 +93,7 @@ class EncoderConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("bg_points", "bg_pool", "max_src", "readout_edges", "val_nerfs", "decoder_freq"):
+        for name in ("bg_points", "bg_pool", "max_block_edges", "readout_edges", "val_nerfs", "decoder_freq"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (self.lr > 0 and self.weight_decay >= 0 and 0 < self.pct_start < 1 and self.val_every >= 1):
@@ -125,9 +128,10 @@ PRESETS: dict[str, EncoderConfig] = {
     "paper": EncoderConfig(),
     "cpu": EncoderConfig(
         hidden=32,
-        decoder_hidden=256,
-        fg_rays=64,
-        bg_points=512,
+        decoder_hidden=128,
+        decoder_norm=True,
+        fg_rays=32,
+        bg_points=256,
         pool_rays=1024,
         cast_rays=4096,
         bg_pool=4096,
@@ -135,8 +139,8 @@ PRESETS: dict[str, EncoderConfig] = {
         grid_res=32,
         epochs=12,
         lr=1e-3,
-        max_src=64,
-        readout_edges=4096,
+        max_block_edges=4096,
+        readout_edges=2048,
         val_every=4,
         val_resolution=48,
     ),
@@ -156,7 +160,7 @@ PRESETS: dict[str, EncoderConfig] = {
         epochs=2,
         batch_objects=2,
         lr=1e-3,
-        max_src=32,
+        max_block_edges=256,
         readout_edges=256,
         val_every=1,
         val_nerfs=4,

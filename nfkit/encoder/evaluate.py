@@ -18,6 +18,7 @@ import torch
 from nfkit.embed.store import EmbeddingSet, load_embeddings
 from nfkit.eval.embedding_space import arch_knn_accuracy, cross_arch_class_knn, spread_ratio
 
+
 @torch.no_grad()
 def decoder_psnr(enc, es: EmbeddingSet, records, resolution: int = 64, n_samples: int = 128,
                  grid_res: int = 64, views: int = 2, seed: int = 0) -> dict:

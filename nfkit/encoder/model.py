@@ -73,14 +73,14 @@ class EncoderModel(nn.Module):
         self,
         bank: GraphBank,
         items: Sequence[tuple[str, int]],
-        max_src: int = 0,
+        max_block_edges: int = 0,
         readout_edges: int = 0,
         generator: torch.Generator | None = None,
         chunk: int = 0,
     ) -> Tensor:
         """Embeddings of graphs ``items`` = [(arch, row)], grouped by architecture internally.
 
-        ``max_src`` / ``readout_edges`` sample edges (training; the same subset for every graph
+        ``max_block_edges`` / ``readout_edges`` sample edges (training; the same subset for every graph
         of an architecture in the call). ``chunk`` > 0 embeds at most that many graphs at once.
         """
         device = next(self.parameters()).device
@@ -94,12 +94,12 @@ class EncoderModel(nn.Module):
             step = chunk if chunk > 0 else len(rows)
             for s in range(0, len(rows), step):
                 part = rows[s : s + step]
-                emb = self._embed_group(group, part, device, max_src, readout_edges, generator)
+                emb = self._embed_group(group, part, device, max_block_edges, readout_edges, generator)
                 for j, k in enumerate(ks[s : s + step]):
                     out[k] = emb[j]
         return torch.stack(out)  # type: ignore[arg-type]
 
-    def _embed_group(self, group, rows, device, max_src, readout_edges, generator) -> Tensor:
+    def _embed_group(self, group, rows, device, max_block_edges, readout_edges, generator) -> Tensor:
         import numpy as np
 
         if isinstance(self.encoder, Nf2vecEncoder):
@@ -109,8 +109,8 @@ class EncoderModel(nn.Module):
             return self.encoder(x)
         if group.structure is not None:
             sample = None
-            if max_src > 0 or readout_edges > 0:
-                sample = group.structure.sample(max_src, readout_edges, generator)
+            if max_block_edges > 0 or readout_edges > 0:
+                sample = group.structure.sample(max_block_edges, readout_edges, generator)
                 sample = None if sample is None else sample.to(device)
             values = torch.from_numpy(group.values[np.asarray(rows)]).to(device)
             return self.encoder.forward_dense(values, group.structure, sample)

@@ -359,7 +359,7 @@ def pretrain_encoder(
             batch_targets = [targets[it] for it in items] if targets is not None else None
             t_load += time.perf_counter() - t0
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                emb = model.embed(bank, items, config.max_src, config.readout_edges, gen)
+                emb = model.embed(bank, items, config.max_block_edges, config.readout_edges, gen)
                 loss = emb.new_zeros(())
                 loss_r = loss_c = None
                 if model.decoder is not None:

@@ -416,22 +416,24 @@ class DenseStructure:
         return self._on[key]
 
     def sample(
-        self, max_src: int, readout_edges: int, generator: torch.Generator | None = None
+        self, max_block_edges: int, readout_edges: int, generator: torch.Generator | None = None
     ) -> DenseSample | None:
-        """A random subset for one training step: at most ``max_src`` sources of each block
-        (the tri-plane locations, hash entries; 0 = all) and ``readout_edges`` readout edges
-        (0 = all)."""
-        if max_src <= 0 and readout_edges <= 0:
+        """A random subset for one training step: of each block with more than
+        ``max_block_edges`` edges, a random subset of its sources keeping at most that many
+        edges (all targets of a kept source stay; 0 = all edges), and ``readout_edges`` random
+        readout edges (0 = all)."""
+        if max_block_edges <= 0 and readout_edges <= 0:
             return None
         blocks: list[DenseBlock] = []
         pieces: list[Tensor] = []
         pos = 0
         in_deg = torch.zeros(self.n_nodes, dtype=torch.long)
         for blk in self.blocks:
-            if max_src > 0 and blk.n_src > max_src:
-                rows = torch.randperm(blk.n_src, generator=generator)[:max_src].sort().values
+            keep = max(1, max_block_edges // blk.n_dst) if max_block_edges > 0 else blk.n_src
+            if keep < blk.n_src:
+                rows = torch.randperm(blk.n_src, generator=generator)[:keep].sort().values
                 src = rows + blk.src.start
-                n_src = max_src
+                n_src = keep
             else:
                 rows = torch.arange(blk.n_src)
                 src, n_src = blk.src, blk.n_src

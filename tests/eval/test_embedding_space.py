@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from nfkit.eval.embedding_space import arch_knn_accuracy, cross_arch_class_knn, knn_predict, spread_ratio
+from nfkit.eval.embedding_space import (
+    arch_knn_accuracy,
+    cross_arch_class_knn,
+    knn_predict,
+    spread_ratio,
+)
 
 
 def test_knn_votes_nearest_first_on_ties_and_caps_k():
