@@ -96,6 +96,9 @@ class Pairs:
     classes: np.ndarray
     archs: np.ndarray
 
+    def __len__(self) -> int:
+        return int(self.nerf.shape[0])
+
     def take(self, mask) -> Pairs:
         return Pairs(*(getattr(self, f)[mask] for f in ("nerf", "views", "split", "keys", "classes", "archs")))
 
