@@ -97,7 +97,7 @@ def query_cli(embeddings, maps_path, photos: Sequence[Path] | None, text: str | 
         if not text or not text.strip():
             raise UserError("--text is empty")
         emb = clip.encode_texts([text])
-        what, first, caption, name = repr(text), text_card(text, resolution), "text query", "text-" + _slug(text)
+        what, first, caption, name = repr(text), text_card(text, max(resolution, 96)), "text query", "text-" + _slug(text)
     hits, pngs = {}, {}
     for mod in modalities(modality, "clip2nerf"):
         hits[mod] = search(maps, gallery, emb, mod, k, device)
