@@ -179,7 +179,9 @@ def load_clip(name: str, pretrained: str | None = None, device: str = "cpu", see
     except (RuntimeError, OSError, ValueError, KeyError) as exc:
         what = f"weights {weights}" if weights else "a random model"
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise UserError(f"CLIP {name} with {what} could not be loaded: {msg[:300]}") from None
+        hint = "" if weights is None or Path(weights).is_file() else \
+            " (no network here? copy the checkpoint and pass --clip-pretrained FILE, or train one: nfkit train-clip)"
+        raise UserError(f"CLIP {name} with {what} could not be loaded{hint}: {msg[:240]}") from None
     model.eval()
     cfg = oc.get_model_preprocess_cfg(model)
     size = cfg.get("size", 224)

@@ -98,10 +98,11 @@ TRAIN_TEMPLATES = ("a 3d model of {}", "a photo of {}", "a rendering of {}", "an
 
 
 def caption_variants(class_name: str, colour: str | None) -> list[str]:
-    """Every training caption of one object: each of :data:`TRAIN_TEMPLATES` with
-    "colour class" and with the class alone (so that class-only prompts are in distribution)."""
+    """Every training caption of one object, in a fixed order of forms shared by all objects:
+    each of :data:`TRAIN_TEMPLATES` with "colour class" (the class alone without a colour) and
+    with the class alone (so that class-only prompts are in distribution)."""
     noun = class_name.replace("_", " ")
-    nouns = [f"{colour} {noun}", noun] if colour else [noun]
+    nouns = [f"{colour} {noun}" if colour else noun, noun]
     return [t.format(with_article(n)) for t in TRAIN_TEMPLATES for n in nouns]
 
 

@@ -66,32 +66,48 @@ def object_entries(es: EmbeddingSet, dataset: str | Path | None, nerfs) -> list:
 
 def build_cache(es: EmbeddingSet, clip, views: str, n_views: int, out: Path, dataset=None, nerfs=None,
                 render_resolution: int | None = None, device: str = "cpu", progress: bool = False) -> ClipCache:
-    """The CLIP cache of the embeddings' objects, reused from ``out`` when it covers them."""
+    """The CLIP cache of the embeddings' objects in ``out``: rows already there are reused, only
+    the missing objects are embedded (and the file rewritten with all rows)."""
     path = out / cache_name(views, n_views, clip.fingerprint)
+    old = None
     if path.is_file():
         try:
-            cache = read_clip_cache(path)
-            have = set(zip(cache.meta["arch"].astype(str), cache.keys.astype(str)))
-            need = {("" if views == "gt" else str(a), str(k)) for a, k in zip(es.arch, es.keys, strict=True)}
-            if need <= have and cache.clip_fingerprint == clip.fingerprint:
-                log.info("reusing the CLIP cache %s", path)
-                return cache
+            old = read_clip_cache(path)
         except ArtifactError as exc:
             log.warning("%s; recomputing it", exc)
+        if old is not None and (old.clip_fingerprint != clip.fingerprint or old.embedding.shape[1] != n_views):
+            old = None
+    have = set(old.row_of()) if old is not None else set()
+    need = es.take([i for i, (a, k) in enumerate(zip(es.arch, es.keys, strict=True))
+                    if ("" if views == "gt" else str(a), str(k)) not in have])
+    if not len(need):
+        log.info("reusing the CLIP cache %s", path)
+        return old
     if views == "gt":
-        cache = gt_views(object_entries(es, dataset, nerfs), n_views, clip, progress)
+        new = gt_views(object_entries(need, dataset, nerfs), n_views, clip, progress)
     else:
         if nerfs is None:
             raise UserError("--views rendered needs the NeRF shards (--nerfs, default <workspace>/nerfs)")
         from nfkit.nerf.store import iter_nerfs
 
-        wanted = {(str(a), str(k)) for a, k in zip(es.arch, es.keys, strict=True)}
+        wanted = {(str(a), str(k)) for a, k in zip(need.arch, need.keys, strict=True)}
         records = (r for r in iter_nerfs(nerfs) if (r.arch.name, r.key) in wanted)
-        cache = rendered_views(records, n_views, clip, render_resolution, device=device, progress=progress, total=len(wanted))
+        new = rendered_views(records, n_views, clip, render_resolution, device=device, progress=progress, total=len(wanted))
+    cache = new if old is None else merge_caches(old, new)
     config = {"views": views, "n_views": n_views, "dataset": str(dataset or ""), "render_resolution": render_resolution}
     write_clip_cache(path, cache, config, {"clip": clip.fingerprint})
     cache.path = path
     return cache
+
+
+def merge_caches(a: ClipCache, b: ClipCache) -> ClipCache:
+    """Rows of ``a`` then the rows of ``b`` not in ``a`` (same CLIP and views)."""
+    seen = set(a.row_of())
+    extra = [i for i, key in enumerate(zip(b.meta["arch"].astype(str), b.keys.astype(str))) if key not in seen]
+    b = b.take(extra)
+    return ClipCache(np.concatenate([a.embedding, b.embedding]), np.concatenate([a.view_index, b.view_index]),
+                     {k: np.concatenate([a.meta[k], b.meta[k]]) for k in a.meta}, a.views, a.clip_model,
+                     a.clip_pretrained, a.clip_fingerprint)
 
 
 @dataclass
@@ -141,4 +157,4 @@ def summary_markdown(s: MapClipSummary | dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["MAPS_FILE", "select_archs", "object_entries", "build_cache", "MapClipSummary", "run_map_clip", "summary_markdown"]
+__all__ = ["MAPS_FILE", "select_archs", "object_entries", "build_cache", "merge_caches", "MapClipSummary", "run_map_clip", "summary_markdown"]

@@ -11,7 +11,8 @@ numbers need real CLIP weights (ViT-B/32: ``--clip-model ViT-B-32 --clip-pretrai
 where open_clip can download them, or a local checkpoint file).
 
 Loss: CLIP's symmetric cross-entropy over the batch, with the *unique* captions of the batch as
-the text side: an image's target is its caption; a caption's target is spread evenly over the
+the text side (one caption form per step: the same template, with or without the colour, for
+every image of the batch): an image's target is its caption; a caption's target is spread evenly over the
 images that carry it, so that two chairs of one colour are not pushed apart. Learnable logit
 scale (open_clip's ``logit_scale``), AdamW with a one-cycle schedule, random horizontal flips.
 
@@ -41,10 +42,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainClipConfig(StageConfig):
     model: str = option("nfkit-clip-small", "open_clip model config to train (nfkit-clip-small, nfkit-clip-micro, or any)")
-    epochs: int = option(8, "passes; each draws views_per_object views of every object", check=lambda v: v >= 1, must=">= 1")
-    views_per_object: int = option(4, "views of each object per epoch", check=lambda v: v >= 1, must=">= 1")
+    epochs: int = option(10, "passes; each draws views_per_object views of every object", check=lambda v: v >= 1, must=">= 1")
+    views_per_object: int = option(8, "views of each object per epoch", check=lambda v: v >= 1, must=">= 1")
     batch_size: int = option(64, "images per step", check=lambda v: v >= 2, must=">= 2")
-    lr: float = option(2e-3, "peak learning rate (AdamW, one-cycle)", check=lambda v: v > 0, must="> 0")
+    lr: float = option(1e-3, "peak learning rate (AdamW, one-cycle)", check=lambda v: v > 0, must="> 0")
     weight_decay: float = option(0.1, "AdamW weight decay", check=lambda v: v >= 0, must=">= 0")
     split: str = option("train", "objects trained on: a split name, or all")
     flip: bool = option(True, "random horizontal flips")
@@ -151,7 +152,10 @@ def train_clip(dataset: str | Path, out: str | Path, config: TrainClipConfig, de
             if config.flip:
                 flip = torch.from_numpy(rng.random(len(pick)) < 0.5).to(dev)
                 x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            texts = [captions[o][rng.integers(len(captions[o]))] for o in obj[pick]]
+            # one caption form per step (template, with or without the colour): the image
+            # decides its caption, never the random choice of a template
+            form = int(rng.integers(len(captions[0])))
+            texts = [captions[o][form % len(captions[o])] for o in obj[pick]]
             unique = sorted(set(texts))
             caption_of = torch.tensor([unique.index(t) for t in texts], device=dev)
             img = F.normalize(model.encode_image((x - mean) / std), dim=-1)

@@ -162,3 +162,20 @@ def test_zero_shot_with_baseline(mapped_ws):
     assert "| nerf2clip |" in r.output
     bad = _invoke(["--workspace", str(mapped_ws), "classify", "--zero-shot", "--prompt", "no slot"], ok=False)
     assert bad.exit_code == 1 and "exactly one {}" in bad.output
+
+
+def test_cache_is_extended_not_recomputed(clip_ws, micro_clip, tmp_path):
+    from nfkit.clip.stage import build_cache
+
+    es = load_embeddings(clip_ws / "embeddings")
+    test = es.select(split="test")
+    first = build_cache(test, micro_clip, "gt", 2, tmp_path, dataset=clip_ws / "data")
+    assert len(first) == 3
+    full = build_cache(es, micro_clip, "gt", 2, tmp_path, dataset=clip_ws / "data")
+    assert len(full) == 12 and len(list(tmp_path.glob("cache-gt-2v-*.h5"))) == 1
+    np.testing.assert_array_equal(full.embedding[:3], first.embedding)
+    again = build_cache(test, micro_clip, "gt", 2, tmp_path, dataset=clip_ws / "data")
+    assert len(again) == 12  # reused as it is
+    # the same objects from the NeRF shards' recorded object folders (no DATASET)
+    other = build_cache(test, micro_clip, "gt", 2, tmp_path / "n", nerfs=clip_ws / "nerfs")
+    np.testing.assert_allclose(other.embedding, first.embedding, atol=1e-6)
