@@ -111,24 +111,30 @@ def query_cli(embeddings, maps_path, photos: Sequence[Path] | None, text: str | 
 def clip_eval_cli(embeddings, maps_path, query_views: str, modality, clip_model, clip_pretrained, templates, split,
                   archs, ks, nerfs, dataset, out: Path, render_resolution, device, progress):
     """Image -> NeRF and text -> NeRF class recall in each modality, with the shuffled control.
-    Writes ``clip-retrieval.json`` / ``.md`` into ``out``. Returns (results, markdown)."""
+    Queries are the views of the test-split objects (never seen by the maps); the gallery is
+    the embeddings of ``split`` (``all`` helps where the test split holds one object per
+    class: the query's own object is removed, so it needs another of its class). Writes ``clip-retrieval.json`` / ``.md`` into ``out``. Returns (results, markdown)."""
     from nfkit.clip.search import clip_retrieval_markdown, evaluate_text, evaluate_views
     from nfkit.clip.stage import build_cache
     from nfkit.tasks.classify import write_text
 
     maps = load_maps(maps_path, device)
     gallery = _gallery(embeddings, maps, split, archs)
+    queries = _gallery(embeddings, maps, "test", archs)
     clip = clip_of_maps(maps, clip_model, clip_pretrained, device)
     n_views = int(maps.config.get("n_views", 36))
-    cache = build_cache(gallery, clip, query_views, n_views, Path(maps_path).parent, dataset, nerfs,
+    cache = build_cache(queries, clip, query_views, n_views, Path(maps_path).parent, dataset, nerfs,
                         render_resolution, device, progress)
+    q_keys = sorted(set(queries.keys.astype(str)))
     mods = modalities(modality, "both")
     results = {
-        f"image -> NeRF ({query_views} query views)": {m: evaluate_views(maps, gallery, cache, m, ks, device) for m in mods},
+        f"image -> NeRF ({query_views} query views of the test objects)":
+            {m: evaluate_views(maps, gallery, cache, m, ks, device, q_keys) for m in mods},
         "text -> NeRF": {m: evaluate_text(maps, gallery, clip, m, templates or DEFAULT_TEMPLATES, ks, device) for m in mods},
     }
     md = (f"CLIP {clip.name} ({clip.pretrained or 'random weights'}); gallery: {len(gallery)} {split} NeRF embeddings "
-          f"({', '.join(gallery.archs())}); hit = a result of the query's class, the query's own object removed.\n\n"
+          f"({', '.join(gallery.archs())}); queries: views of {len(q_keys)} test objects; hit = a result of the query's "
+          "class, the query's own object removed (no match: queries without another object of their class).\n\n"
           + clip_retrieval_markdown(results, ks))
     out.mkdir(parents=True, exist_ok=True)
     clean = json.loads(json.dumps(results, default=float).replace("NaN", "null"))

@@ -27,7 +27,14 @@ import numpy as np
 from nfkit.clip.maps import ClipMaps
 from nfkit.embed.store import EmbeddingSet
 from nfkit.errors import UserError
-from nfkit.eval.metrics import retrieval_scores
+from nfkit.eval.metrics import (
+    hit_rate_at_k,
+    map_at_k,
+    precision_at_k,
+    queries_without_match,
+    relevance,
+    retrieval_scores,
+)
 from nfkit.eval.search import ExactIndex
 from nfkit.models.clip_maps import apply
 
@@ -101,21 +108,36 @@ def _ranked_without_own(index: ExactIndex, q: np.ndarray, q_keys: np.ndarray, g_
 
 
 def _class_scores(index, q, q_keys, q_classes, gallery: EmbeddingSet, ks) -> dict[str, float]:
-    g_keys = gallery.keys.astype(str)
+    """retrieval_scores' dict for rankings without the query's own object: R (relevant items)
+    counts the gallery rows of the query's class that are not of its object; queries with
+    R = 0 count as misses (and as ``no_match``)."""
+    g_keys, g_cls = gallery.keys.astype(str), gallery.class_name.astype(str)
     ranked = _ranked_without_own(index, q, q_keys, g_keys, max(ks))
-    return retrieval_scores(ranked, q_classes, gallery.class_name.astype(str), ks)
+    rel = relevance(ranked, np.asarray(q_classes), g_cls)
+    n_rel = np.array([int(((g_cls == c) & (g_keys != k)).sum()) for c, k in zip(q_classes, q_keys, strict=True)])
+    n_ret = (ranked >= 0).sum(axis=1)
+    out = {"n_queries": float(len(rel)), "no_match": float(queries_without_match(n_rel))}
+    for k in ks:
+        out[f"hit@{k}"] = hit_rate_at_k(rel, k)
+        out[f"precision@{k}"] = precision_at_k(rel, k, n_ret)
+        out[f"map@{k}"] = map_at_k(rel, k, n_rel)
+    return out
 
 
 def evaluate_views(maps: ClipMaps, gallery: EmbeddingSet, cache, modality: str, ks: Sequence[int] = (1, 5, 10),
-                   device: str = "cpu") -> dict[str, dict[str, float]]:
-    """Image -> NeRF class recall (see the module) for the cache's objects that are in the gallery.
+                   device: str = "cpu", query_keys=None) -> dict[str, dict[str, float]]:
+    """Image -> NeRF class recall (see the module). Queries: the cache rows of the objects
+    ``query_keys`` (``class/object_id``; default: the gallery's objects); for rendered caches
+    every architecture's renders are queries of their own.
 
     Returns {"single-view" | "multi-view" | "... (shuffled control)": retrieval_scores}.
     """
     maps.check_clip(cache.clip_fingerprint, f"the CLIP cache {cache.path or ''}".rstrip())
     maps.check_embeddings(gallery, "the gallery embeddings")
-    g_keys = set(gallery.keys.astype(str))
-    rows = np.array([i for i, k in enumerate(cache.keys) if str(k) in g_keys], np.int64)
+    g_keys = set(gallery.keys.astype(str)) if query_keys is None else {str(k) for k in query_keys}
+    g_archs = set(gallery.arch.astype(str)) | {""}
+    rows = np.array([i for i, (k, a) in enumerate(zip(cache.keys, cache.meta["arch"], strict=True))
+                     if str(k) in g_keys and str(a) in g_archs], np.int64)
     if not len(rows):
         raise UserError("no query views of the gallery's objects in the CLIP cache")
     sub = cache.take(rows)
@@ -157,12 +179,13 @@ def clip_retrieval_markdown(results: dict[str, dict[str, dict[str, dict[str, flo
     lines = []
     for what, by_mod in results.items():
         lines += [f"### {what}: class recall@k (%)", "",
-                  "| modality | queries | " + " | ".join(f"R@{k}" for k in ks) + " | " + " | ".join(f"P@{k}" for k in ks) + " | n |",
-                  "|---|---|" + "---:|" * (2 * len(ks) + 1)]
+                  "| modality | queries | " + " | ".join(f"R@{k}" for k in ks) + " | " + " | ".join(f"P@{k}" for k in ks)
+                  + " | n | no match |",
+                  "|---|---|" + "---:|" * (2 * len(ks) + 2)]
         for mod, rows in by_mod.items():
             for name, s in rows.items():
                 cells = [f"{100 * s[f'hit@{k}']:.1f}" for k in ks] + [f"{100 * s[f'precision@{k}']:.1f}" for k in ks]
-                lines.append(f"| {mod} | {name} | " + " | ".join(cells) + f" | {int(s['n_queries'])} |")
+                lines.append(f"| {mod} | {name} | " + " | ".join(cells) + f" | {int(s['n_queries'])} | {int(s['no_match'])} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -2,8 +2,10 @@
 
 No CLIP weights can be downloaded on the development machines (SPEC §9) and a random CLIP makes
 zero-shot classification and text queries meaningless. This trains one of nfkit's own open_clip
-model configs (``nfkit-clip-small``: a ViT of 3 layers × 96 on 48 px images and a 2-layer text
-transformer, 256-d; ``nfkit/clip/model_configs/``) contrastively on the dataset's views
+model configs (``nfkit-clip-small``: open_clip's ModifiedResNet image tower, the RN50 design
+with one block per stage and width 16, on 48 px images, and a 2-layer text transformer, 256-d;
+``nfkit/clip/model_configs/``; on this data a ViT of about the same cost learned far slower:
+15 % against 62 % held-out zero-shot accuracy after the same 120 steps) contrastively on the dataset's views
 (composited on black) with captions made from each object's ``meta.json``
 (:func:`nfkit.clip.captions.caption_variants`: "a 3d model of a purple airplane", "a photo of
 an airplane", ...). It knows these 13 classes and a few colour words, nothing else: the seeds'
@@ -42,10 +44,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainClipConfig(StageConfig):
     model: str = option("nfkit-clip-small", "open_clip model config to train (nfkit-clip-small, nfkit-clip-micro, or any)")
-    epochs: int = option(10, "passes; each draws views_per_object views of every object", check=lambda v: v >= 1, must=">= 1")
-    views_per_object: int = option(8, "views of each object per epoch", check=lambda v: v >= 1, must=">= 1")
+    epochs: int = option(30, "passes; each draws views_per_object views of every object", check=lambda v: v >= 1, must=">= 1")
+    views_per_object: int = option(4, "views of each object per epoch", check=lambda v: v >= 1, must=">= 1")
     batch_size: int = option(64, "images per step", check=lambda v: v >= 2, must=">= 2")
-    lr: float = option(1e-3, "peak learning rate (AdamW, one-cycle)", check=lambda v: v > 0, must="> 0")
+    lr: float = option(2e-3, "peak learning rate (AdamW, one-cycle)", check=lambda v: v > 0, must="> 0")
     weight_decay: float = option(0.1, "AdamW weight decay", check=lambda v: v >= 0, must=">= 0")
     split: str = option("train", "objects trained on: a split name, or all")
     flip: bool = option(True, "random horizontal flips")

@@ -87,3 +87,9 @@ def test_train_clip_cli(clip_ws, tmp_path):
     assert "--clip-model nfkit-clip-micro --clip-pretrained" in r.output and out.is_file()
     bad = CliRunner().invoke(app, ["train-clip", str(clip_ws / "data"), "--out", str(tmp_path), "--preset", "tiny"])
     assert bad.exit_code == 1 and "is a folder" in bad.output
+
+
+def test_the_small_clip_config_builds():
+    clip = load_clip("nfkit-clip-small", None)
+    assert clip.image_size == 48 and clip.embed_dim == 256
+    assert clip.encode_images([np.zeros((60, 90, 3), np.float32)]).shape == (1, 256)

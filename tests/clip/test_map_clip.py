@@ -129,7 +129,7 @@ def test_retrieve_text_and_clip_eval(mapped_ws):
     assert "(nerf2clip)" in r.output and (mapped_ws / "retrieve" / "query-text-a-3d-model-of-a-red-car-nerf2clip.png").is_file()
     r = _invoke([*ws, "retrieve", "--clip-eval", "--no-progress", "--device", "cpu", "--k", "1", "--k", "3"])
     data = json.loads((mapped_ws / "retrieve" / "clip-retrieval.json").read_text())["results"]
-    img = data["image -> NeRF (gt query views)"]
+    img = data["image -> NeRF (gt query views of the test objects)"]
     assert set(img) == {"clip2nerf", "nerf2clip"}
     rows = img["clip2nerf"]
     assert {"single-view", "multi-view (4)", "single-view (shuffled control)", "multi-view (4) (shuffled control)"} <= set(rows)
@@ -137,6 +137,14 @@ def test_retrieve_text_and_clip_eval(mapped_ws):
     assert rows["multi-view (4)"]["hit@1"] <= rows["multi-view (4)"]["hit@3"]
     assert data["text -> NeRF"]["nerf2clip"]["class prompts"]["n_queries"] == 3
     assert "| clip2nerf | single-view |" in r.output
+    # one test object per class: its own object removed, nothing of its class is left
+    assert rows["single-view"]["no_match"] == 12
+    # a gallery of every split: the same test queries, now each with relevant NeRFs
+    _invoke([*ws, "retrieve", "--clip-eval", "--split", "all", "--modality", "clip2nerf", "--no-progress", "--device", "cpu"])
+    data = json.loads((mapped_ws / "retrieve" / "clip-retrieval.json").read_text())["results"]
+    rows = data["image -> NeRF (gt query views of the test objects)"]["clip2nerf"]
+    assert rows["single-view"]["n_queries"] == 12 and rows["single-view"]["no_match"] == 0
+    assert 0.0 <= rows["single-view"]["hit@1"] <= rows["single-view"]["hit@10"] <= 1.0
 
 
 def test_clip_eval_rendered_query_views(mapped_ws):
