@@ -20,7 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nfkit.clip.cache import ClipCache, cache_name, gt_views, read_clip_cache, rendered_views, write_clip_cache
+from nfkit.clip.cache import (
+    ClipCache,
+    cache_name,
+    gt_views,
+    read_clip_cache,
+    rendered_views,
+    write_clip_cache,
+)
 from nfkit.clip.maps import MapClipConfig, pair_views, save_maps, shuffled, train_pair
 from nfkit.embed.store import EmbeddingSet, load_embeddings
 from nfkit.errors import UserError
@@ -103,7 +110,7 @@ def build_cache(es: EmbeddingSet, clip, views: str, n_views: int, out: Path, dat
 def merge_caches(a: ClipCache, b: ClipCache) -> ClipCache:
     """Rows of ``a`` then the rows of ``b`` not in ``a`` (same CLIP and views)."""
     seen = set(a.row_of())
-    extra = [i for i, key in enumerate(zip(b.meta["arch"].astype(str), b.keys.astype(str))) if key not in seen]
+    extra = [i for i, key in enumerate(zip(b.meta["arch"].astype(str), b.keys.astype(str), strict=True)) if key not in seen]
     b = b.take(extra)
     return ClipCache(np.concatenate([a.embedding, b.embedding]), np.concatenate([a.view_index, b.view_index]),
                      {k: np.concatenate([a.meta[k], b.meta[k]]) for k in a.meta}, a.views, a.clip_model,

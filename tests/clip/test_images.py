@@ -99,8 +99,8 @@ def test_prepare_batch_any_aspect():
     tall = np.zeros((50, 7, 3), np.uint8)
     x = prepare_batch([wide, tall], 8, mean, std)
     assert x.shape == (2, 3, 8, 8)
-    np.testing.assert_allclose(x[0, :, 3, 3].numpy(), [(1 - m) / s for m, s in zip(mean, std)], rtol=1e-5)
-    np.testing.assert_allclose(x[1, :, 0, 0].numpy(), [-m / s for m, s in zip(mean, std)], rtol=1e-5)
+    np.testing.assert_allclose(x[0, :, 3, 3].numpy(), [(1 - m) / s for m, s in zip(mean, std, strict=True)], rtol=1e-5)
+    np.testing.assert_allclose(x[1, :, 0, 0].numpy(), [-m / s for m, s in zip(mean, std, strict=True)], rtol=1e-5)
     # centre crop of the wide image: a marker in its middle survives, one at its edge does not
     img = np.zeros((8, 32, 3), np.float32)
     img[:, 15:17, 0] = 1.0

@@ -83,9 +83,9 @@ def test_refusals(mapped_ws, tmp_path):
                  "--clip-pretrained", "none", "--no-picture", "--device", "cpu"], ok=True)
     assert "query" in r.output  # the same (seeded) random CLIP is accepted
     ckpt = tmp_path / "other.pt"
-    from nfkit.clip.backend import load_clip
-
     import torch
+
+    from nfkit.clip.backend import load_clip
 
     torch.save({"state_dict": load_clip("nfkit-clip-micro", None, seed=5).model.state_dict()}, ckpt)
     r = _invoke(["--workspace", str(mapped_ws), "retrieve", "--query", str(photo), "--clip-pretrained", str(ckpt),
