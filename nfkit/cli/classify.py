@@ -23,6 +23,16 @@ def classify(
     predict: list[Path] = typer.Option(None, "--predict", help="Classify these NeRF shards/folders from their weights instead of training (repeatable).", show_default=False),
     classifier: Path = typer.Option(None, "--classifier", help="Classifier artifact for --predict (default: <workspace>/classify/classifier-all.h5).", show_default=False),
     encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint for --predict (default: <workspace>/encoder/best.h5).", show_default=False),
+    zero_shot: bool = typer.Option(False, "--zero-shot", help="Zero-shot classification through nerf2clip and CLIP text prompts, next to the render-then-CLIP baseline (needs `nfkit map-clip`)."),
+    prompt: list[str] = typer.Option(None, "--prompt", help="--zero-shot prompt template with {} for the class, e.g. 'a photo of {}' (repeatable; several are averaged; default: 'a 3d model of {}' and 'a photo of {}').", show_default=False),
+    clip_maps: Path = typer.Option(None, "--clip-maps", help="nerf2clip / clip2nerf artifact (default: <workspace>/clip/maps.h5).", show_default=False),
+    clip_model: str = typer.Option(None, "--clip-model", help="CLIP for the prompts (default: the one the maps were trained with; another one is refused).", show_default=False),
+    clip_pretrained: str = typer.Option(None, "--clip-pretrained", help="Its tag or checkpoint file (default: the maps').", show_default=False),
+    baseline_views: list[int] = typer.Option(None, "--baseline-views", help="Views rendered per NeRF by the render-then-CLIP baseline (repeatable; default 1, 9, 36; 0 = no baseline).", show_default=False),
+    baseline_limit: int = typer.Option(None, "--baseline-limit", help="Render at most this many test NeRFs for the baseline (default: all).", show_default=False),
+    render_resolution: int = typer.Option(None, "--render-resolution", help="Width of the baseline's renders (default: the dataset's).", show_default=False),
+    split: str = typer.Option("test", "--split", help="--zero-shot: split of the embeddings classified (all = every split)."),
+    nerfs: list[Path] = typer.Option(None, "--nerfs", help="--zero-shot: NeRF shards rendered by the baseline (default: <workspace>/nerfs).", show_default=False),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -31,6 +41,17 @@ def classify(
     from nfkit.workspace import default, stage_dir
 
     dev = resolve_device(device)
+    if zero_shot:
+        from nfkit.clip.run import zero_shot_cli
+
+        res, md = zero_shot_cli(
+            embeddings or [default(None, "embeddings")], clip_maps or stage_dir("clip") / "maps.h5", prompt or None,
+            clip_model, clip_pretrained, baseline_views, baseline_limit, render_resolution, split,
+            nerfs or ([stage_dir("nerfs")] if stage_dir("nerfs").is_dir() else None), default(out, "classify"), dev, progress,
+        )
+        typer.echo(md.rstrip())
+        typer.echo(f"zero-shot.json and zero-shot.md in {default(out, 'classify')}")
+        return
     if predict:
         from nfkit.tasks.classify import predict_nerfs
 

@@ -25,6 +25,16 @@ def retrieve(
     nerfs: list[Path] = typer.Option(None, "--nerfs", help="NeRF shards of the gallery, for the picture (default: <workspace>/nerfs).", show_default=False),
     picture: bool = typer.Option(True, "--picture/--no-picture", help="Write the PNG grid of renders for --query-nerf."),
     resolution: int = typer.Option(96, "--resolution", help="Pixels of each render in the picture."),
+    query: list[Path] = typer.Option(None, "--query", help="A photo (PNG or JPEG, any size; repeatable: several are one multi-view query): print and draw its nearest NeRFs through the CLIP maps.", show_default=False),
+    text: str = typer.Option(None, "--text", help="A text query, e.g. 'a 3d model of a red car'.", show_default=False),
+    modality: str = typer.Option(None, "--modality", help="clip2nerf (query -> clip2nerf -> NeRF embeddings), nerf2clip (gallery = nerf2clip of the NeRFs, query = raw CLIP) or both (default: clip2nerf for --query/--text, both for --clip-eval).", show_default=False),
+    clip_eval: bool = typer.Option(False, "--clip-eval", help="Image -> NeRF and text -> NeRF class recall@k of the CLIP maps, next to their shuffled control."),
+    query_views: str = typer.Option("gt", "--query-views", help="--clip-eval: query views, gt (dataset images) or rendered (from the NeRFs)."),
+    prompt: list[str] = typer.Option(None, "--prompt", help="--clip-eval: prompt templates of the class text queries (repeatable; default 'a 3d model of {}', 'a photo of {}').", show_default=False),
+    dataset: Path = typer.Option(None, "--dataset", help="--clip-eval with gt views: the dataset folder (default: the object folders recorded in the NeRF shards).", show_default=False),
+    clip_maps: Path = typer.Option(None, "--clip-maps", help="nerf2clip / clip2nerf artifact (default: <workspace>/clip/maps.h5).", show_default=False),
+    clip_model: str = typer.Option(None, "--clip-model", help="CLIP of the query (default: the one the maps were trained with; another is refused).", show_default=False),
+    clip_pretrained: str = typer.Option(None, "--clip-pretrained", help="Its tag or checkpoint file (default: the maps').", show_default=False),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -36,6 +46,10 @@ def retrieve(
     dev = resolve_device(device)
     src = embeddings or [default(None, "embeddings")]
     out_dir = default(out, "retrieve")
+    if query or text is not None or clip_eval:
+        _clip_retrieve(src, out_dir, query, text, modality, clip_eval, query_views, prompt, dataset, clip_maps,
+                       clip_model, clip_pretrained, split, arch, k, top_k, nerfs, picture, resolution, dev, progress)
+        return
     if query_nerf is not None:
         from nfkit.tasks.query import query_nerf as run_query
 
@@ -62,3 +76,32 @@ def retrieve(
     result = run_retrieve(src, out_dir, k or DEFAULT_KS, metric, split, arch, device=dev, progress=progress)
     typer.echo(retrieval_markdown(result).rstrip())
     typer.echo(f"retrieve.json and retrieve.md in {out_dir}")
+
+
+def _clip_retrieve(src, out_dir, query, text, modality, clip_eval, query_views, prompt, dataset, clip_maps, clip_model,
+                   clip_pretrained, split, arch, k, top_k, nerfs, picture, resolution, dev, progress) -> None:
+    from nfkit.workspace import stage_dir
+
+    maps_path = clip_maps if clip_maps is not None else stage_dir("clip") / "maps.h5"
+    nerf_src = nerfs or ([stage_dir("nerfs")] if stage_dir("nerfs").is_dir() else None)
+    if clip_eval:
+        from nfkit.clip.run import clip_eval_cli
+        from nfkit.tasks.retrieve import DEFAULT_KS
+
+        ks = tuple(sorted(set(k or DEFAULT_KS)))
+        _, md = clip_eval_cli(src, maps_path, query_views, modality, clip_model, clip_pretrained, prompt, split, arch,
+                              ks, nerf_src, dataset, out_dir, None, dev, progress)
+        typer.echo(md.rstrip())
+        typer.echo(f"clip-retrieval.json and clip-retrieval.md in {out_dir}")
+        if not (query or text is not None):
+            return
+    from nfkit.clip.run import query_cli
+
+    what, hits, pngs = query_cli(src, maps_path, query, text, modality, clip_model, clip_pretrained, split, arch, top_k,
+                                 nerf_src, out_dir if picture else None, resolution, dev)
+    for mod, rows in hits.items():
+        typer.echo(f"query {what} ({mod}): {len(rows)} nearest ({split} split)")
+        for h in rows:
+            typer.echo(f"{h.rank}\t{h.class_name}\t{h.arch}\t{h.key}\tdistance={h.distance:.4f}")
+        if pngs.get(mod) is not None:
+            typer.echo(f"picture: {pngs[mod]}")

@@ -18,6 +18,8 @@ KIND_MODULES = (
     "nfkit.encoder.checkpoint",
     "nfkit.encoder.targets",
     "nfkit.tasks.classifier",
+    "nfkit.clip.cache",
+    "nfkit.clip.maps",
 )
 
 

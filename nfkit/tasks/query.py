@@ -92,17 +92,22 @@ def render_thumbnail(record, resolution: int = 96, elevation_deg: float = 30.0, 
     c2w = turntable_cameras(8, elevation_deg, distance)[azimuth_view : azimuth_view + 1]
     focal = 0.5 * resolution / math.tan(0.5 * fov_x)
     return render_views(record.arch, record.params, c2w, resolution, resolution, focal, n_samples=96,
-                        grid_res=48, device=device)[0]
+                        grid_res=48, device=device, sin=getattr(record, "sin", "exact"))[0]
 
 
 def retrieval_picture(query_record, hits: Sequence[Hit], lookup: NerfLookup | None, path: str | Path,
-                      resolution: int = 96, device: str = "cpu") -> Path:
-    """PNG grid: the query's render, then each result's (grey where the NeRF is not found)."""
+                      resolution: int = 96, device: str = "cpu", query_image: np.ndarray | None = None,
+                      query_caption: str = "query") -> Path:
+    """PNG grid: the query's render (or ``query_image`` (H, W, 3), e.g. a photo, with
+    ``query_caption``), then each result's render (grey where the NeRF is not found)."""
     from nfkit.eval.plots import image_grid
 
     blank = np.full((resolution, resolution, 3), 0.3, np.float32)
-    imgs = [render_thumbnail(query_record, resolution, device=device)]
-    caps = [f"query\n{query_record.arch.name} {query_record.class_name}"]
+    if query_image is not None:
+        imgs, caps = [np.asarray(query_image, np.float32)], [query_caption]
+    else:
+        imgs = [render_thumbnail(query_record, resolution, device=device)]
+        caps = [f"query\n{query_record.arch.name} {query_record.class_name}"]
     for h in hits:
         rec = lookup.get(h.arch, h.key) if lookup is not None else None
         imgs.append(render_thumbnail(rec, resolution, device=device) if rec is not None else blank)
