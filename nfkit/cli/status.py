@@ -18,6 +18,7 @@ KIND_MODULES = (
     "nfkit.encoder.checkpoint",
     "nfkit.encoder.targets",
     "nfkit.tasks.classifier",
+    "nfkit.generate.gan",
 )
 
 
