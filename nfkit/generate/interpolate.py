@@ -101,7 +101,7 @@ def interpolate_pair(enc, a: NerfRecord, b: NerfRecord, steps: int, settings, we
     from tqdm.auto import tqdm
 
     from nfkit.encoder.embed import embed_records
-    from nfkit.generate.render import embedding_views, save_rows
+    from nfkit.generate.render import embedding_views, save_rows, seeded
     from nfkit.render.views import render_views
 
     if weights:
@@ -119,8 +119,9 @@ def interpolate_pair(enc, a: NerfRecord, b: NerfRecord, steps: int, settings, we
         dec_rows.append(embedding_views(enc.model.decoder, e, settings, cams))
         if weights:
             p = interpolate_params(a, b, g)
-            w_rows.append(np.clip(render_views(a.arch, p, cams, settings.resolution, settings.resolution, settings.focal,
-                                               settings.n_samples, settings.grid_res, sin=a.sin), 0, 1))
+            with seeded():
+                w_rows.append(np.clip(render_views(a.arch, p, cams, settings.resolution, settings.resolution,
+                                                   settings.focal, settings.n_samples, settings.grid_res, sin=a.sin), 0, 1))
     result = Interpolation(gs, np.stack(embs), np.stack(dec_rows), np.stack(w_rows) if weights else None)
     if out is not None:
         # one column per γ (the first camera of the turntable)

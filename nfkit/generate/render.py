@@ -6,8 +6,9 @@ field of view 0.8 rad; the dataset's upper hemisphere); images on black.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,16 @@ import torch
 from nfkit.errors import UserError
 from nfkit.io.artifacts import atomic_path
 from nfkit.render.rays import turntable_cameras
+
+
+@contextlib.contextmanager
+def seeded(seed: int = 0) -> Iterator[None]:
+    """Run a render with the global torch RNG seeded (the occupancy grid is built from jittered
+    samples of the global RNG), restoring the caller's state after: the same embedding gives the
+    same picture every time."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,8 @@ def embedding_views(decoder, embedding: np.ndarray | torch.Tensor, settings: Vie
     if emb.dim() != 1:
         raise ValueError(f"expected one embedding of shape (D,), got {tuple(emb.shape)}")
     cams = settings.cameras() if c2w is None else c2w
-    out = decoder_views(decoder, emb, cams, settings.resolution, settings.focal, settings.n_samples, settings.grid_res)
+    with seeded():
+        out = decoder_views(decoder, emb, cams, settings.resolution, settings.focal, settings.n_samples, settings.grid_res)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
@@ -70,7 +82,8 @@ def embedding_rgba(decoder, embedding: np.ndarray | torch.Tensor, c2w: torch.Ten
 
     emb = torch.as_tensor(np.asarray(embedding, dtype=np.float32))[None]
     field = decoder.field(emb)
-    grid = grid_from_field(field, grid_res, default_step_size(n_samples))
+    with seeded():
+        grid = grid_from_field(field, grid_res, default_step_size(n_samples))
     o, d = camera_rays(c2w, resolution, resolution, focal)
     o, d = o.reshape(1, -1, 3).contiguous(), d.reshape(1, -1, 3).contiguous()
     rgb, alpha = [], []
@@ -108,4 +121,4 @@ def save_gif(frames: Sequence[np.ndarray], path: Path, seconds_per_frame: float 
     return path
 
 
-__all__ = ["ViewSettings", "embedding_views", "embedding_rgba", "save_rows", "save_gif"]
+__all__ = ["seeded", "ViewSettings", "embedding_views", "embedding_rgba", "save_rows", "save_gif"]
