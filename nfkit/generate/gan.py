@@ -104,6 +104,19 @@ def train_gan(
     if x_np.ndim != 2 or len(x_np) < 2:
         raise UserError(f"class {class_name or '?'}: a latent GAN needs at least 2 training embeddings, got {len(x_np)}")
     dev = torch.device(device)
+    threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        # Batches of ~50 x 1024 through 256/512-wide layers are too small for intra-op threads:
+        # on the 2-core development machine under load, 2 threads made the loop 10-40x slower
+        # than 1 (thread synchronisation per tiny product). Restored afterwards.
+        torch.set_num_threads(1)
+    try:
+        return _train(x_np, config, class_name, encoder_fingerprint, archs, dev, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(x_np, config, class_name, encoder_fingerprint, archs, dev, progress) -> TrainedGan:
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(config.seed)
         g = LatentGenerator(x_np.shape[1], config.noise_dim, config.generator_hidden).to(dev)
