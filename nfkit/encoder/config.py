@@ -50,6 +50,7 @@ class EncoderConfig:
     embed_dim: int = _f(1024, "embedding width (the readout's output)")
     decoder_hidden: int = _f(1024, "implicit decoder hidden width (4 layers)")
     decoder_freq: int = _f(24, "frequency bands of the decoder's position encoding")
+    decoder_norm: bool = _f(False, "standardise the embedding per dimension (batch statistics) before the decoder (nfkit's addition; see nfkit/models/decoder.py)")
     # loss
     loss: str = _f("r+c", "r (rendering), r+c (rendering + SigLIP), c (SigLIP only; no decoder)")
     lambda_c: float = _f(0.02, "weight of the SigLIP term in r+c")

@@ -29,7 +29,7 @@ class EncoderModel(nn.Module):
             widths = (512, 512, config.embed_dim, config.embed_dim)
             self.encoder = Nf2vecEncoder(nf2vec_width, widths)
         self.decoder = (
-            ImplicitDecoder(DecoderSpec(config.embed_dim, config.decoder_hidden, config.decoder_freq))
+            ImplicitDecoder(DecoderSpec(config.embed_dim, config.decoder_hidden, config.decoder_freq, config.decoder_norm))
             if config.uses_decoder
             else None
         )

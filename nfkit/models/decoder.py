@@ -7,6 +7,14 @@ output of the 2nd hidden layer, and a linear output (r, g, b, σ): rgb through a
 through ``trunc_exp(raw − 1)`` and zero outside the box (the convention of the NeRFs
 themselves, ``nfkit.nerf.field``).
 
+``normalize_embedding`` (nfkit's addition, off in the reference recipe) standardises the
+embedding per dimension (a BatchNorm without affine parameters) before the decoder's first
+layer. The GMN's embedding is a mean over ~10⁴ edges and NeRFs of one shared init differ by
+small weight changes, so at the start of training every NeRF of an architecture gets almost the
+same embedding (measured: spread 0.6 % of its norm); the decoder then learns the mean object and
+ignores the embedding for many epochs. Standardised, the differences between objects are of
+order one from the first step. The embedding itself (what ``embed`` writes) is unchanged.
+
 Frequencies: 24 (the paper and nf2vec: 1024 + 144 = 1168 inputs). The gmnerf code uses 48
 (1312 inputs); nfkit follows the paper, whose table is the one the numbers were measured with,
 and 24 bands already resolve 2⁻²⁴ of the box, far below any detail a decoder of this size
@@ -29,6 +37,7 @@ class DecoderSpec:
     embed_dim: int = 1024
     hidden: int = 1024
     freq_bands: int = 24
+    normalize_embedding: bool = False
 
     def __post_init__(self) -> None:
         if self.embed_dim < 1 or self.hidden < 1 or self.freq_bands < 0:
@@ -46,6 +55,9 @@ class ImplicitDecoder(nn.Module):
         super().__init__()
         self.spec = spec
         d, h = spec.input_dim, spec.hidden
+        # Standardises each embedding dimension over the batch (running statistics when
+        # decoding in eval mode): see the module docstring.
+        self.embed_norm = nn.BatchNorm1d(spec.embed_dim, affine=False) if spec.normalize_embedding else None
         self.l1 = nn.Linear(d, h)
         self.l2 = nn.Linear(h, h)
         self.skip = nn.Linear(d, h)
@@ -61,6 +73,10 @@ class ImplicitDecoder(nn.Module):
             )
         if x.dim() != 3 or x.shape[0] != embedding.shape[0] or x.shape[-1] != 3:
             raise ValueError(f"expected positions of shape ({embedding.shape[0]}, N, 3), got {tuple(x.shape)}")
+        if self.embed_norm is not None:
+            if self.training and embedding.shape[0] == 1:
+                raise ValueError("a normalised decoder trains on batches of 2 or more embeddings")
+            embedding = self.embed_norm(embedding)
         u = normalize(x)
         enc = frequency_encoding(u, self.spec.freq_bands).to(embedding.dtype)
         # [embedding ‖ enc] without repeating the embedding N times: split the first products
