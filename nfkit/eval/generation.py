@@ -186,7 +186,7 @@ def quality_markdown(rows: Sequence[QualityRow], distance: str = "cosine", title
     for r in rows:
         lines.append(
             f"| {r.class_name} | {r.source} | {r.n} | {_cell(100 * r.accuracy, '.1f')} | "
-            f"{_cell(100 * r.coverage, '.1f')} | {_cell(r.mmd, '.4f')} | {_cell(r.frechet, '.4g')} |"
+            f"{_cell(100 * r.coverage, '.1f')} | {_cell(r.mmd, '.4g')} | {_cell(r.frechet, '.4g')} |"
         )
     for s in dict.fromkeys(r.source for r in rows):
         sel = [r for r in rows if r.source == s]
@@ -197,7 +197,7 @@ def quality_markdown(rows: Sequence[QualityRow], distance: str = "cosine", title
 
         lines.append(
             f"| **mean** | {s} | {sum(r.n for r in sel)} | {_cell(100 * mean('accuracy'), '.1f')} | "
-            f"{_cell(100 * mean('coverage'), '.1f')} | {_cell(mean('mmd'), '.4f')} | {_cell(mean('frechet'), '.4g')} |"
+            f"{_cell(100 * mean('coverage'), '.1f')} | {_cell(mean('mmd'), '.4g')} | {_cell(mean('frechet'), '.4g')} |"
         )
     lines += [
         "",
