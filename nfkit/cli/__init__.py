@@ -9,7 +9,7 @@ from __future__ import annotations
 from nfkit.cli._app import app
 
 # Stage modules register their commands on import. Keep this list in pipeline order.
-_STAGES = ("synth", "fit", "import_nerfs", "render", "graphs", "encoder", "embed", "clip", "classify", "retrieve", "status")
+_STAGES = ("synth", "fit", "import_nerfs", "render", "graphs", "encoder", "embed", "clip", "classify", "retrieve", "generate", "status")
 
 for _name in _STAGES:
     __import__(f"nfkit.cli.{_name}")

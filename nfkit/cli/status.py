@@ -20,6 +20,7 @@ KIND_MODULES = (
     "nfkit.tasks.classifier",
     "nfkit.clip.cache",
     "nfkit.clip.maps",
+    "nfkit.generate.gan",
 )
 
 

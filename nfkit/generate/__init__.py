@@ -1,0 +1,1 @@
+"""Generation from the embedding space: latent GANs per class, interpolation, NeRFs out."""

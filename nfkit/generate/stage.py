@@ -1,0 +1,292 @@
+"""The ``generate gan`` stage: a latent GAN per class, samples, their quality, renders, NeRFs.
+
+Outputs in ``out/`` (default ``<workspace>/generate``)::
+
+    gan/<class>.h5            latent-gan artifact per class (data_specs/latent-gan-v1.md);
+                              reused when its config, encoder and training rows are unchanged
+    generated.h5              embedding-shard of the samples (split "generated";
+                              data_specs/generated-embeddings.md): load_embeddings reads it
+    quality.md, quality.json  the quality table (nfkit.eval.generation) with ceiling and floor
+    views/<class>/<id>.png    decoder views of the first ``render`` samples of each class
+    views/<class>/<id>.gif    their turntable
+    nerfs/<arch>/generated.h5 with ``to_nerf``: those samples fitted as NeRFs of ``arch``
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nfkit.embed.store import EmbeddingSet, load_embeddings, write_embedding_shard
+from nfkit.errors import IncompatibleError, UserError
+from nfkit.eval.generation import (
+    QualityRow,
+    gaussian_floor,
+    measure,
+    quality_markdown,
+    rows_to_json,
+)
+from nfkit.generate.gan import GanConfig, TrainedGan, load_gan, sample_gan, save_gan, train_gan
+from nfkit.io.artifacts import ArtifactError, atomic_path, fingerprint_bytes, fingerprint_path
+
+log = logging.getLogger(__name__)
+
+GENERATED_SPLIT = "generated"
+
+
+def generated_set(embedding: np.ndarray, class_names: Sequence[str], object_ids: Sequence[str], arch: str,
+                  like: EmbeddingSet) -> EmbeddingSet:
+    """Generated rows as an :class:`EmbeddingSet` of the encoder of ``like``. (n, D) -> set."""
+    n = len(embedding)
+    meta = {
+        "object_id": np.array(list(object_ids), dtype=object),
+        "class_name": np.array(list(class_names), dtype=object),
+        "split": np.array([GENERATED_SPLIT] * n, dtype=object),
+        "arch": np.array([arch] * n, dtype=object),
+    }
+    return EmbeddingSet(np.asarray(embedding, np.float32), meta, np.arange(n, dtype=np.int64),
+                        like.encoder_fingerprint, like.encoder_kind)
+
+
+def _rows_fingerprint(x: np.ndarray) -> str:
+    return fingerprint_bytes(np.ascontiguousarray(x, dtype="<f4").tobytes())
+
+
+def _train_or_load(path: Path, x: np.ndarray, cfg: GanConfig, class_name: str, es: EmbeddingSet, archs: list[str],
+                   force: bool, device: str, progress: bool) -> tuple[TrainedGan, bool]:
+    """The GAN of one class: the stored one when config, encoder and rows are unchanged."""
+    rows_fp = _rows_fingerprint(x)
+    if path.is_file() and not force:
+        try:
+            from nfkit.io.artifacts import read_header
+
+            old = load_gan(path, device)
+            same_rows = read_header(path)["inputs"].get("train_rows") == rows_fp
+            if old.config == cfg and old.encoder_fingerprint == es.encoder_fingerprint and same_rows:
+                return old, False
+        except ArtifactError as exc:
+            log.warning("%s: %s; retraining", path, exc)
+    gan = train_gan(x, cfg, class_name, es.encoder_fingerprint, archs, device=device, progress=progress)
+    save_gan(path, gan, {"train_rows": rows_fp})
+    return gan, True
+
+
+@dataclass
+class GanSummary:
+    out: Path
+    classes: list[str]
+    trained: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    generated: Path | None = None
+    rows: list[QualityRow] = field(default_factory=list)
+    views: list[Path] = field(default_factory=list)
+    nerfs: Path | None = None
+    nerf_psnr: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _accuracy(clf, es: EmbeddingSet) -> float:
+    if clf is None or not len(es):
+        return float("nan")
+    from nfkit.tasks.classifier import predict
+
+    pred, _ = predict(clf, es)
+    return float(np.mean(pred == clf.class_index(es.class_name)))
+
+
+def quality_rows(gans: dict[str, TrainedGan], train: EmbeddingSet, test: EmbeddingSet, clf=None,
+                 distance: str = "cosine", seed: int = 0) -> tuple[list[QualityRow], list[str]]:
+    """Per class: generated / ceiling / floor against the class's test embeddings.
+
+    Each source contributes as many samples as the class has training embeddings, so coverage
+    (which grows with the number of samples) compares like with like.
+    """
+    rows, notes = [], []
+    for k, (c, gan) in enumerate(sorted(gans.items())):
+        tr = train.select(class_name=c)
+        ref = test.select(class_name=c)
+        if not len(ref):
+            notes.append(f"{c}: no test embeddings, no quality figures")
+            continue
+        n = len(tr)
+        sources = {
+            "generated": sample_gan(gan, n, seed=10_000 + seed + k),
+            "train (ceiling)": tr.embedding,
+            "noise (floor)": gaussian_floor(tr.embedding, n, seed=seed + k),
+        }
+        for name, x in sources.items():
+            acc = _accuracy(clf, generated_set(x, [c] * n, [f"{name}-{i}" for i in range(n)], "", train))
+            rows.append(measure(c, name, x, ref.embedding, acc, distance))
+    return rows, notes
+
+
+def run_gan(
+    embeddings: str | Path | Sequence[str | Path],
+    out: str | Path,
+    config: GanConfig,
+    classes: Sequence[str] | None = None,
+    arch: Sequence[str] | None = None,
+    n_samples: int = 32,
+    classifier: str | Path | None = None,
+    encoder: str | Path | None = None,
+    render: int = 4,
+    view_settings=None,
+    to_nerf: str | None = None,
+    init: str | Path | None = None,
+    nerfs_dir: str | Path | None = None,
+    fit_config=None,
+    distance: str = "cosine",
+    force: bool = False,
+    device: str = "cpu",
+    progress: bool = False,
+) -> GanSummary:
+    """Train (or reuse) a GAN per class on its train-split embeddings, write ``n_samples``
+    generated embeddings per class, measure them, render the first ``render`` per class through
+    the decoder of ``encoder`` and, with ``to_nerf``, fit them as NeRFs of that architecture."""
+    if n_samples < 1 or render < 0:
+        raise UserError(f"--samples must be >= 1 and --render >= 0, got {n_samples}, {render}")
+    es = load_embeddings(embeddings)
+    if arch:
+        es = es.select(arch=list(arch))
+        if not len(es):
+            raise UserError(f"no embeddings of architecture {', '.join(arch)}")
+    train, test = es.select(split="train"), es.select(split="test")
+    if not len(train):
+        raise UserError("no train-split embeddings: the latent GANs train on split 'train'")
+    wanted = sorted(train.classes()) if not classes else list(classes)
+    missing = [c for c in wanted if c not in train.classes()]
+    if missing:
+        raise UserError(f"no train-split embeddings of class {', '.join(missing)}; classes: {', '.join(train.classes())}")
+    if (render or to_nerf) and encoder is None:
+        raise UserError("rendering or --to-nerf needs the encoder checkpoint whose decoder decodes the embeddings")
+    dec = _decoder(encoder, es) if (render or to_nerf) else None
+    init_obj = None
+    if to_nerf:
+        if not render:
+            raise UserError("--to-nerf fits the rendered samples: give --render >= 1")
+        from nfkit.generate.to_nerf import find_init
+
+        init_obj = find_init(to_nerf, init, Path(nerfs_dir) if nerfs_dir else Path("nerfs"))
+        _check_encoder_init(encoder, init_obj)
+    clf = _classifier(classifier, es)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = GanSummary(out, wanted)
+    archs = train.archs()
+    label = "+".join(archs) if len(archs) > 1 else archs[0]
+    gans: dict[str, TrainedGan] = {}
+    for c in wanted:
+        x = train.select(class_name=c).embedding
+        gans[c], trained = _train_or_load(out / "gan" / f"{c}.h5", x, config, c, es, archs, force, device, progress)
+        (summary.trained if trained else summary.reused).append(c)
+    emb, cls, ids = [], [], []
+    for c in wanted:
+        emb.append(sample_gan(gans[c], n_samples, seed=config.seed))
+        cls += [c] * n_samples
+        ids += [f"gan-{i:04d}" for i in range(n_samples)]
+    gen = generated_set(np.concatenate(emb), cls, ids, label, es)
+    summary.generated = write_embedding_shard(
+        out / "generated.h5", gen.embedding, {k: list(v) for k, v in gen.meta.items()}, list(gen.source_row),
+        encoder_fingerprint=es.encoder_fingerprint, encoder_kind=es.encoder_kind,
+        source_shard=str(out / "gan"), config={"gan": config.to_dict(), "n_samples": n_samples, "arch": label},
+        inputs={"encoder": es.encoder_fingerprint, **{f"gan/{c}": fingerprint_path(out / "gan" / f"{c}.h5") for c in wanted}},
+    )
+    summary.rows, summary.notes = quality_rows(gans, train, test, clf, distance, config.seed)
+    if clf is None:
+        summary.notes.append("no classifier: accuracy not measured (run `nfkit classify`, or give --classifier)")
+    _write_quality(out, summary, distance)
+    if render:
+        summary.views = _render(dec, gen, wanted, render, out / "views", view_settings, progress)
+    if to_nerf:
+        summary.nerfs, summary.nerf_psnr = _to_nerf(dec, gen, wanted, render, init_obj, fit_config, out, device, progress)
+    return summary
+
+
+def _write_quality(out: Path, s: GanSummary, distance: str) -> None:
+    md = quality_markdown(s.rows, distance, "## Quality of the generated embeddings")
+    if s.notes:
+        md += "\n" + "\n".join(f"- {n}" for n in s.notes) + "\n"
+    with atomic_path(out / "quality.md") as tmp:
+        tmp.write_text(md)
+    with atomic_path(out / "quality.json") as tmp:
+        tmp.write_text(json.dumps({"distance": distance, "rows": rows_to_json(s.rows), "notes": s.notes}, indent=1))
+
+
+def _decoder(encoder, es: EmbeddingSet):
+    from nfkit.encoder.embed import load_encoder
+
+    if not Path(encoder).is_file():
+        raise UserError(f"{encoder}: no such encoder checkpoint (run `nfkit pretrain-encoder`, or give --encoder)")
+    enc = load_encoder(Path(encoder))
+    if enc.model.decoder is None:
+        raise UserError(f"{encoder}: trained with loss c, it has no decoder to render embeddings with")
+    if enc.fingerprint != es.encoder_fingerprint:
+        raise IncompatibleError(
+            f"the embeddings come from encoder {es.encoder_fingerprint}, {encoder} is encoder {enc.fingerprint}; "
+            "give the encoder that embedded them"
+        )
+    return enc.model.decoder
+
+
+def _check_encoder_init(encoder, init) -> None:
+    from nfkit.encoder.checkpoint import load_checkpoint
+
+    trained = load_checkpoint(encoder).trained_archs
+    for name, info in trained.items():
+        if info.get("fingerprint") == init.spec.fingerprint() and info.get("init_fingerprint") != init.fingerprint:
+            raise IncompatibleError(
+                f"init {init.path} ({init.fingerprint}) is not the init of the encoder's {name} NeRFs "
+                f"({info.get('init_fingerprint')}); the NeRFs written would not embed"
+            )
+
+
+def _classifier(path, es: EmbeddingSet):
+    if path is None:
+        return None
+    from nfkit.tasks.classifier import check_encoder, load_classifier
+
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such classifier artifact (run `nfkit classify`, or give --classifier)")
+    clf = load_classifier(path)
+    check_encoder(clf, es, what="the embeddings")
+    return clf
+
+
+def _render(decoder, gen: EmbeddingSet, classes, count: int, folder: Path, settings, progress) -> list[Path]:
+    from tqdm.auto import tqdm
+
+    from nfkit.generate.render import ViewSettings, embedding_views, save_gif, save_rows
+
+    settings = settings or ViewSettings()
+    paths = []
+    jobs = [(c, i) for c in classes for i in np.flatnonzero(gen.class_name == c)[:count]]
+    for c, i in tqdm(jobs, desc="render", unit="sample", disable=not progress, leave=False):
+        frames = embedding_views(decoder, gen.embedding[i], settings)
+        base = folder / c / str(gen.object_id[i])
+        paths.append(save_rows([list(frames)], base.with_suffix(".png")))
+        save_gif(list(frames), base.with_suffix(".gif"))
+    return paths
+
+
+def _to_nerf(decoder, gen: EmbeddingSet, classes, count: int, init, fit_config, out: Path, device, progress):
+    from nfkit.fit.config import resolve_config
+    from nfkit.generate.to_nerf import embeddings_to_nerfs
+    from nfkit.nerf.store import write_nerf_shard
+
+    cfg = fit_config or resolve_config("cpu")
+    rows = [int(i) for c in classes for i in np.flatnonzero(gen.class_name == c)[:count]]
+    names = [(str(gen.class_name[i]), str(gen.object_id[i])) for i in rows]
+    records = embeddings_to_nerfs(decoder, gen.embedding[rows], names, init, cfg, source=str(out / "generated.h5"),
+                                  device=device, progress=progress)
+    path = write_nerf_shard(out / "nerfs" / init.spec.name / "generated.h5", records,
+                            config={"fit": cfg.resolved(device=device).to_dict(), "from": "generate gan"},
+                            inputs={"init": init.fingerprint})
+    return path, [r.psnr for r in records]
+
+
+__all__ = ["GENERATED_SPLIT", "GanSummary", "generated_set", "quality_rows", "run_gan"]
