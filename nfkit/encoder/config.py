@@ -27,11 +27,11 @@ dataset (78 training objects × 3 architectures). What it changes, and why (meas
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
+from nfkit.config import Presets, StageConfig, option
+from nfkit.config import field_help as _field_help
 from nfkit.errors import ConfigError
 
 LOSSES = ("r", "r+c", "c")
@@ -39,15 +39,15 @@ ENCODERS = ("gmn", "nf2vec")
 
 
 def _f(default, help: str, **kw):  # noqa: A002 - `help` reads best here
-    return field(default=default, metadata={"help": help}, **kw)
+    return option(default, help, **kw)
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(StageConfig):
     """Every hyper-parameter of ``pretrain-encoder``; each field's ``help`` is its CLI help."""
 
     # model
-    encoder: str = _f("gmn", "encoder: gmn (every architecture) or nf2vec (one architecture; needs graphs built with --nf2vec)")
+    encoder: str = _f("gmn", choices=ENCODERS, help="encoder: gmn (every architecture) or nf2vec (one architecture; needs graphs built with --nf2vec)")
     hidden: int = _f(128, "GMN hidden width")
     layers: int = _f(4, "GMN message-passing layers (the last updates edges only)")
     embed_dim: int = _f(1024, "embedding width (the readout's output)")
@@ -55,7 +55,7 @@ class EncoderConfig:
     decoder_freq: int = _f(24, "frequency bands of the decoder's position encoding")
     decoder_norm: bool = _f(False, "standardise the embedding per dimension (batch statistics) before the decoder (nfkit's addition; see nfkit/models/decoder.py)")
     # loss
-    loss: str = _f("r+c", "r (rendering), r+c (rendering + SigLIP), c (SigLIP only; no decoder)")
+    loss: str = _f("r+c", choices=LOSSES, help="r (rendering), r+c (rendering + SigLIP), c (SigLIP only; no decoder)")
     lambda_c: float = _f(0.02, "weight of the SigLIP term in r+c")
     fg_weight: float = _f(0.8, "weight of the foreground term of the rendering loss")
     bg_weight: float = _f(0.2, "weight of the background term of the rendering loss")
@@ -83,11 +83,7 @@ class EncoderConfig:
     val_nerfs: int = _f(39, "validation NeRFs to render (at most)")
     val_resolution: int = _f(64, "validation image size (pixels)")
 
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss {self.loss!r}: expected one of {', '.join(LOSSES)}")
-        if self.encoder not in ENCODERS:
-            raise ConfigError(f"encoder {self.encoder!r}: expected one of {', '.join(ENCODERS)}")
+    def validate(self) -> None:
         positive = ("hidden", "layers", "embed_dim", "decoder_hidden", "epochs", "batch_objects",
                     "fg_rays", "pool_rays", "cast_rays", "render_samples", "grid_res", "val_resolution")
         for name in positive:
@@ -109,24 +105,11 @@ class EncoderConfig:
     def uses_contrastive(self) -> bool:
         return self.loss in ("r+c", "c")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown encoder config key(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
-
-
-PRESETS: dict[str, EncoderConfig] = {
-    "paper": EncoderConfig(),
-    "cpu": EncoderConfig(
+PRESETS: Presets[EncoderConfig] = Presets(
+    EncoderConfig,
+    paper=EncoderConfig(),
+    cpu=EncoderConfig(
         hidden=32,
         decoder_hidden=128,
         decoder_norm=True,
@@ -144,7 +127,7 @@ PRESETS: dict[str, EncoderConfig] = {
         val_every=4,
         val_resolution=48,
     ),
-    "tiny": EncoderConfig(
+    tiny=EncoderConfig(
         hidden=8,
         layers=2,
         embed_dim=16,
@@ -166,47 +149,13 @@ PRESETS: dict[str, EncoderConfig] = {
         val_nerfs=4,
         val_resolution=8,
     ),
-}
+)
 
 
 def field_help() -> dict[str, str]:
-    return {f.name: f.metadata.get("help", "") for f in fields(EncoderConfig)}
-
-
-def _parse(name: str, raw: Any, current: Any) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    try:
-        if isinstance(current, bool):
-            low = raw.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if isinstance(current, int):
-            value = float(raw)
-            if not value.is_integer():
-                raise ValueError
-            return int(value)
-        if isinstance(current, float):
-            return float(raw)
-    except ValueError:
-        raise ConfigError(f"encoder config {name}={raw!r}: expected a {type(current).__name__}") from None
-    return raw.strip().lower()
+    return _field_help(EncoderConfig)
 
 
 def resolve_config(preset: str, overrides: dict[str, Any] | None = None) -> EncoderConfig:
     """A preset with overrides applied (strings as from ``--set key=value`` are parsed)."""
-    key = preset.strip().lower()
-    if key not in PRESETS:
-        raise ConfigError(f"unknown encoder preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    base = PRESETS[key]
-    known = {f.name for f in fields(EncoderConfig)}
-    changes = {}
-    for name, raw in (overrides or {}).items():
-        name = name.replace("-", "_")
-        if name not in known:
-            raise ConfigError(f"unknown encoder config key {name!r}; valid keys: {', '.join(sorted(known))}")
-        changes[name] = _parse(name, raw, getattr(base, name))
-    return dataclasses.replace(base, **changes)
+    return PRESETS.resolve(preset, {k.replace("-", "_"): v for k, v in (overrides or {}).items()})

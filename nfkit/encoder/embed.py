@@ -160,14 +160,14 @@ class EmbedSummary:
     per_arch: dict[str, int] = field(default_factory=dict)
 
 
-def _up_to_date(out: Path, source_fp: str, enc_fp: str) -> bool:
+def _up_to_date(out: Path, source_fp: str, enc_fp: str, n_rows: int) -> bool:
     if not out.is_file():
         return False
     try:
         es = read_embedding_shard(out)
     except ArtifactError:
         return False
-    return es.encoder_fingerprint == enc_fp and next(iter(es.sources.values()), "") == source_fp
+    return es.encoder_fingerprint == enc_fp and next(iter(es.sources.values()), "") == source_fp and len(es) == n_rows
 
 
 def embed_graphs(
@@ -184,10 +184,12 @@ def embed_graphs(
     progress: bool = True,
 ) -> EmbedSummary:
     """Embed every graph shard under ``graphs`` (optionally only some architectures) into
-    ``out``; a corrupt shard is reported in ``failed`` and the others are embedded."""
+    ``out``, one embedding shard per graph shard (sharded over workers by
+    ``shard_index``/``num_shards``); a corrupt shard is reported in ``failed`` and the others
+    are embedded. Incompatible graphs (another init, unknown codes) stop the run."""
     import time
 
-    from tqdm import tqdm
+    from nfkit.io.shards import plan_work, run_work
 
     t0 = time.perf_counter()
     enc = load_encoder(encoder, device)
@@ -195,47 +197,68 @@ def embed_graphs(
     files = find_graph_shards(roots)
     if not files:
         raise NfkitError(f"{', '.join(map(str, roots))}: no graph shards found (run `nfkit build-graphs` first)")
-    files = [f for k, f in enumerate(files) if k % num_shards == shard_index]
     keep = None if archs is None else {a.lower() for a in archs}
     out = Path(out)
     summary = EmbedSummary()
-    bar = tqdm(files, desc="embed", unit="shard", disable=not progress)
-    for path in bar:
+    work: list[tuple[Path, Path, list[int]]] = []
+    done: list[str] = []
+    for path in files:
         root = next((r for r in roots if r.is_dir() and r in path.parents), path.parent)
         target = out / path.relative_to(root)
         try:
             shard = GraphShard(path)
-            rows = [i for i, m in enumerate(shard.meta) if keep is None or m.arch.lower() in keep]
-            if not rows:
-                continue
-            source_fp = file_fingerprint(path)
-            if not force and _up_to_date(target, source_fp, enc.fingerprint):
-                summary.skipped.append(target)
-                continue
-            metas = [shard.meta[i] for i in rows]
-            vocab = json.loads(shard.attrs["vocabulary"]) if "vocabulary" in shard.attrs else None
-            check_compatible(enc, metas, vocab, allow_foreign_init, str(path))
-            n2v = [np.array(shard.nf2vec[i]) for i in rows] if enc.kind == "nf2vec" else None
-            if enc.kind == "nf2vec" and shard.nf2vec is None:
-                raise NfkitError(f"{path}: no nf2vec rows; rebuild with `nfkit build-graphs --nf2vec`")
-            bank = GraphBank([(shard.graph(i), shard.meta[i], shard.spec(i)) for i in rows], n2v)
-            shard.release()
-            emb = embed_bank(enc, bank, chunk)
-            order = [bank.meta(a, r) for a, r in bank.items]
-            write_embedding_shard(
-                target, emb, _meta_arrays(order), [m.source_row for m in order],
-                encoder_fingerprint=enc.fingerprint, encoder_kind=enc.kind,
-                source_shard=str(path), source_fingerprint=source_fp,
-                config={"encoder": str(encoder), "chunk": chunk, "allow_foreign_init": allow_foreign_init},
-                inputs={"graphs": source_fp, "encoder": enc.fingerprint},
-            )
-            summary.written.append(target)
-            summary.n_embedded += len(order)
-            for m in order:
-                summary.per_arch[m.arch] = summary.per_arch.get(m.arch, 0) + 1
+        except NfkitError as exc:
+            summary.failed.append(str(exc).splitlines()[0])
+            continue
+        rows = [i for i, m in enumerate(shard.meta) if keep is None or m.arch.lower() in keep]
+        if not rows:
+            continue
+        work.append((path, target, rows))
+        if not force and _up_to_date(target, file_fingerprint(path), enc.fingerprint, len(rows)):
+            done.append(str(path))
+    plan = plan_work(work, key=lambda w: str(w[0]), done=done, shard_index=shard_index, num_shards=num_shards)
+    summary.skipped = [w[1] for w in plan.selected if str(w[0]) in set(done)]
+
+    def process(batch: list[tuple[Path, Path, list[int]]]) -> int:
+        path, target, rows = batch[0]
+        try:
+            _embed_shard(enc, path, target, rows, encoder, chunk, allow_foreign_init, summary)
         except IncompatibleError:
             raise
         except NfkitError as exc:
             summary.failed.append(str(exc).splitlines()[0])
+            return 0
+        return len(rows)
+
+    for _ in run_work(plan, process, progress=progress, desc="embed", unit="NeRF", weight=lambda w: len(w[2])):
+        pass
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _embed_shard(enc: LoadedEncoder, path: Path, target: Path, rows: list[int], encoder, chunk: int,
+                 allow_foreign_init: bool, summary: EmbedSummary) -> None:
+    """Embed rows ``rows`` of graph shard ``path`` into the embedding shard ``target``."""
+    shard = GraphShard(path)
+    source_fp = file_fingerprint(path)
+    metas = [shard.meta[i] for i in rows]
+    vocab = json.loads(shard.attrs["vocabulary"]) if "vocabulary" in shard.attrs else None
+    check_compatible(enc, metas, vocab, allow_foreign_init, str(path))
+    if enc.kind == "nf2vec" and shard.nf2vec is None:
+        raise NfkitError(f"{path}: no nf2vec rows; rebuild with `nfkit build-graphs --nf2vec`")
+    n2v = [np.array(shard.nf2vec[i]) for i in rows] if enc.kind == "nf2vec" else None
+    bank = GraphBank([(shard.graph(i), shard.meta[i], shard.spec(i)) for i in rows], n2v)
+    shard.release()
+    emb = embed_bank(enc, bank, chunk)
+    order = [bank.meta(a, r) for a, r in bank.items]
+    write_embedding_shard(
+        target, emb, _meta_arrays(order), [m.source_row for m in order],
+        encoder_fingerprint=enc.fingerprint, encoder_kind=enc.kind,
+        source_shard=str(path), source_fingerprint=source_fp,
+        config={"encoder": str(encoder), "chunk": chunk, "allow_foreign_init": allow_foreign_init},
+        inputs={"graphs": source_fp, "encoder": enc.fingerprint},
+    )
+    summary.written.append(target)
+    summary.n_embedded += len(order)
+    for m in order:
+        summary.per_arch[m.arch] = summary.per_arch.get(m.arch, 0) + 1
