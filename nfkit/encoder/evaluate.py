@@ -69,42 +69,58 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10.0 * math.log10(1.0 / max(float(torch.mean((a - b) ** 2)), 1e-10))
 
 
-def space_metrics(es: EmbeddingSet, trained: list[str], split: str = "test", k: int = 5) -> dict:
-    """Architecture k-NN, cross-architecture class k-NN (among the architectures the encoder
-    was trained on), per unseen architecture its class k-NN against the trained architectures'
-    embeddings, spread."""
-    test = es.select(split=split)
-    fam = test.select(arch=[a for a in trained if a in test.archs()])
-    out: dict = {"split": split, "k": k, "n": len(fam), "archs": fam.archs(), "classes": len(fam.classes())}
+def space_metrics(es: EmbeddingSet, trained: list[str], split: str = "test", k: int = 5,
+                  gallery_split: str = "train") -> dict:
+    """What the embedding space knows, on the architectures the encoder was trained on:
+
+    - ``arch_knn_acc``: leave-one-out k-NN accuracy of the architecture over every embedding;
+    - ``cross_arch_class_knn_acc``: class of each ``split`` embedding from the
+      ``gallery_split`` embeddings of the *other* architectures;
+    - ``within_arch_class_knn_acc``: the same from the gallery of its own architecture;
+    - per unseen architecture: class of its ``split`` embeddings from the trained
+      architectures' gallery;
+    - ``spread``: how much the embeddings of one architecture vary at all."""
+    from nfkit.eval.embedding_space import knn_predict
+
+    fam = es.select(arch=[a for a in trained if a in es.archs()])
+    q, g = fam.select(split=split), fam.select(split=gallery_split)
+    out: dict = {"split": split, "gallery_split": gallery_split, "k": k, "n_queries": len(q), "n_gallery": len(g),
+                 "archs": fam.archs(), "classes": len(fam.classes()), "class_chance": 1.0 / max(len(fam.classes()), 1)}
     if len(fam.archs()) >= 2:
         out["arch_knn_acc"] = arch_knn_accuracy(fam.embedding, fam.arch, k)
         out["arch_chance"] = 1.0 / len(fam.archs())
-        out["cross_arch_class_knn_acc"] = cross_arch_class_knn(fam.embedding, fam.class_name, fam.arch, k)
-    out["within_arch_class_knn_acc"] = {}
-    for a in fam.archs():
-        s = fam.select(arch=a)
-        if len(s) > k:
-            from nfkit.eval.embedding_space import knn_predict
-
-            pred = knn_predict(s.embedding, s.class_name, s.embedding, k, exclude=np.eye(len(s), dtype=bool))
-            out["within_arch_class_knn_acc"][a] = float(np.mean(pred == s.class_name.astype(str)))
-    out["class_chance"] = 1.0 / max(len(fam.classes()), 1)
+    if len(q) and len(g):
+        both = _stack(q, g)
+        qm = np.arange(len(both)) < len(q)
+        if len(fam.archs()) >= 2:
+            out["cross_arch_class_knn_acc"] = cross_arch_class_knn(both.embedding, both.class_name, both.arch, k,
+                                                                   query_mask=qm, gallery_mask=~qm)
+        out["within_arch_class_knn_acc"] = {}
+        for a in fam.archs():
+            qa, ga = q.select(arch=a), g.select(arch=a)
+            if len(qa) and len(ga):
+                pred = knn_predict(ga.embedding, ga.class_name, qa.embedding, k)
+                out["within_arch_class_knn_acc"][a] = float(np.mean(pred == qa.class_name.astype(str)))
     out["spread"] = {a: spread_ratio(fam.select(arch=a).embedding) for a in fam.archs()}
-    unseen = [a for a in test.archs() if a not in trained]
     out["unseen"] = {}
-    for a in unseen:
-        u = test.select(arch=a)
-        both = EmbeddingSet(np.concatenate([u.embedding, fam.embedding]),
-                            {key: np.concatenate([u.meta[key], fam.meta[key]]) for key in u.meta},
-                            np.concatenate([u.source_row, fam.source_row]))
-        qm = np.zeros(len(both), bool)
-        qm[: len(u)] = True
+    for a in [a for a in es.archs() if a not in trained]:
+        u = es.select(arch=a, split=split)
+        if not len(u) or not len(g):
+            continue
+        both = _stack(u, g)
+        qm = np.arange(len(both)) < len(u)
         out["unseen"][a] = {
             "n": len(u),
-            "class_knn_acc_vs_training_archs": cross_arch_class_knn(both.embedding, both.class_name, both.arch, k,
-                                                                     query_mask=qm, gallery_mask=~qm),
+            "class_knn_acc_vs_trained_archs": cross_arch_class_knn(both.embedding, both.class_name, both.arch, k,
+                                                                   query_mask=qm, gallery_mask=~qm),
         }
     return out
+
+
+def _stack(a: EmbeddingSet, b: EmbeddingSet) -> EmbeddingSet:
+    return EmbeddingSet(np.concatenate([a.embedding, b.embedding]),
+                        {key: np.concatenate([a.meta[key], b.meta[key]]) for key in a.meta},
+                        np.concatenate([a.source_row, b.source_row]))
 
 
 def tsne_picture(es: EmbeddingSet, path: Path, title: str, split: str = "test") -> Path:

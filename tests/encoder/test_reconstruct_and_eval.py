@@ -33,11 +33,12 @@ def test_render_decoder_reconstructions_and_evaluation(tiny_workspace, tmp_path)
     r = runner.invoke(app, ["embed", str(ws / "graphs"), "--encoder", str(enc / "best.h5"), "--out", str(tmp_path / "emb"), "--no-progress"])
     assert r.exit_code == 0, r.output
     assert evaluate_main(["--encoder", str(enc / "best.h5"), "--embeddings", str(tmp_path / "emb"),
-                          "--nerfs", str(ws / "nerfs"), "--out", str(tmp_path / "ev"), "--split", "train", "--k", "3"]) == 0
+                          "--nerfs", str(ws / "nerfs"), "--out", str(tmp_path / "ev"), "--split", "test", "--k", "3"]) == 0
     res = json.loads((tmp_path / "ev" / "encoder_eval.json").read_text())
-    assert res["n"] == 18 and res["archs"] == ["hash-11t", "mlp-32h", "tri-16w"]
+    assert res["n_queries"] == 6 and res["n_gallery"] == 18 and res["archs"] == ["hash-11t", "mlp-32h", "tri-16w"]
     assert 0.0 <= res["arch_knn_acc"] <= 1.0 and 0.0 <= res["cross_arch_class_knn_acc"] <= 1.0
-    assert res["n_nerfs"] == 18 and np.isfinite(res["decoder_psnr"]) and np.isfinite(res["decoder_psnr_floor"])
+    assert set(res["within_arch_class_knn_acc"]) == {"hash-11t", "mlp-32h", "tri-16w"}
+    assert res["n_nerfs"] == 6 and np.isfinite(res["decoder_psnr"]) and np.isfinite(res["decoder_psnr_floor"])
     assert (tmp_path / "ev" / "tsne.png").is_file()
 
 
