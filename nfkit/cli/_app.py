@@ -97,3 +97,11 @@ def resolve_device(name: str) -> str:
             raise UserError(f"--device {name}: no CUDA device is available on this machine")
         return name
     raise UserError(f"--device {name!r}: expected auto, cpu or cuda[:N]")
+
+
+def resolve_preset(preset: str, device: str) -> str:
+    """``auto`` -> ``paper`` on a CUDA device, ``cpu`` otherwise; other names lower-cased."""
+    name = preset.strip().lower()
+    if name == "auto":
+        return "paper" if device.startswith("cuda") else "cpu"
+    return name

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from nfkit.cli._app import app, resolve_device, user_errors
+from nfkit.cli._app import app, resolve_device, resolve_preset, user_errors
 from nfkit.encoder.config import LOSSES, PRESETS, field_help
 
 _KEYS_HELP = "; ".join(f"{k}: {v}" for k, v in field_help().items())
@@ -43,9 +43,7 @@ def pretrain_encoder_cmd(
 
     tune_malloc()
     dev = resolve_device(device)
-    name = preset.strip().lower()
-    if name == "auto":
-        name = "paper" if dev.startswith("cuda") else "cpu"
+    name = resolve_preset(preset, dev)
     overrides: dict[str, object] = parse_set_options(set_)
     overrides["loss"] = loss.strip().lower()
     overrides.update({k: v for k, v in {"epochs": epochs, "lr": lr}.items() if v is not None})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from nfkit.cli._app import app, fail, resolve_device, user_errors
+from nfkit.cli._app import app, fail, resolve_device, resolve_preset, user_errors
 from nfkit.fit.config import PRESETS, field_help
 from nfkit.fit.malloc import tune_malloc
 
@@ -74,9 +74,7 @@ def fit_nerfs(
     # nfkit/bench/fit.py measures it: about -38 % time per step for 4 batched NeRFs.
     tune_malloc()
     dev = resolve_device(device)
-    name = preset.strip().lower()
-    if name == "auto":
-        name = "paper" if dev.startswith("cuda") else "cpu"
+    name = resolve_preset(preset, dev)
     overrides: dict[str, object] = parse_set_options(set_)
     explicit = {
         "steps": steps, "lr": lr, "rays": rays, "samples": samples, "batch_nerfs": batch_nerfs,
