@@ -20,6 +20,7 @@ import torch
 
 from nfkit.errors import IncompatibleError, UserError
 from nfkit.graphs.store import GraphMeta, GraphShard, find_graph_shards
+from nfkit.io.artifacts import fingerprint_path
 from nfkit.models.blocks import NotBlockStructured, structure_key
 from nfkit.models.gmn import DenseStructure
 
@@ -94,7 +95,7 @@ class GraphBank:
                     if shard.nf2vec is None:
                         raise UserError(f"{path}: no nf2vec rows; rebuild the graphs with `nfkit build-graphs --nf2vec`")
                     n2v.append(np.array(shard.nf2vec[i], dtype=np.float32))
-            sources[str(path)] = file_fingerprint(path)
+            sources[str(path)] = fingerprint_path(path)
             shard.release()
         return cls(rows, n2v if with_nf2vec else None, sources)
 
@@ -124,17 +125,6 @@ class GraphBank:
                 )
             out[a] = fps.pop()
         return out
-
-
-def file_fingerprint(path: Path) -> str:
-    """Content fingerprint of a file (16 hex chars of its SHA-256)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 _STRUCTURES: dict[str, DenseStructure | None] = {}

@@ -28,11 +28,11 @@ import torch
 
 from nfkit.embed.store import META_STR, EmbeddingSet, read_embedding_shard, write_embedding_shard
 from nfkit.encoder.checkpoint import Checkpoint, load_checkpoint
-from nfkit.encoder.data import GraphBank, file_fingerprint
+from nfkit.encoder.data import GraphBank
 from nfkit.encoder.model import EncoderModel
 from nfkit.errors import IncompatibleError, NfkitError
 from nfkit.graphs.store import GraphMeta, GraphShard, find_graph_shards
-from nfkit.io.artifacts import ArtifactError
+from nfkit.io.artifacts import ArtifactError, fingerprint_path
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def embed_graphs(
     keep = None if archs is None else {a.lower() for a in archs}
     out = Path(out)
     summary = EmbedSummary()
-    work: list[tuple[Path, Path, list[int]]] = []
+    work: list[tuple[Path, Path, list[int], str]] = []
     done: list[str] = []
     for path in files:
         root = next((r for r in roots if r.is_dir() and r in path.parents), path.parent)
@@ -213,16 +213,17 @@ def embed_graphs(
         rows = [i for i, m in enumerate(shard.meta) if keep is None or m.arch.lower() in keep]
         if not rows:
             continue
-        work.append((path, target, rows))
-        if not force and _up_to_date(target, file_fingerprint(path), enc.fingerprint, len(rows)):
+        source_fp = fingerprint_path(path)
+        work.append((path, target, rows, source_fp))
+        if not force and _up_to_date(target, source_fp, enc.fingerprint, len(rows)):
             done.append(str(path))
     plan = plan_work(work, key=lambda w: str(w[0]), done=done, shard_index=shard_index, num_shards=num_shards)
     summary.skipped = [w[1] for w in plan.selected if str(w[0]) in set(done)]
 
-    def process(batch: list[tuple[Path, Path, list[int]]]) -> int:
-        path, target, rows = batch[0]
+    def process(batch: list[tuple[Path, Path, list[int], str]]) -> int:
+        path, target, rows, source_fp = batch[0]
         try:
-            _embed_shard(enc, path, target, rows, encoder, chunk, allow_foreign_init, summary)
+            _embed_shard(enc, path, target, rows, source_fp, encoder, chunk, allow_foreign_init, summary)
         except IncompatibleError:
             raise
         except NfkitError as exc:
@@ -236,11 +237,11 @@ def embed_graphs(
     return summary
 
 
-def _embed_shard(enc: LoadedEncoder, path: Path, target: Path, rows: list[int], encoder, chunk: int,
-                 allow_foreign_init: bool, summary: EmbedSummary) -> None:
-    """Embed rows ``rows`` of graph shard ``path`` into the embedding shard ``target``."""
+def _embed_shard(enc: LoadedEncoder, path: Path, target: Path, rows: list[int], source_fp: str, encoder,
+                 chunk: int, allow_foreign_init: bool, summary: EmbedSummary) -> None:
+    """Embed rows ``rows`` of graph shard ``path`` (content fingerprint ``source_fp``) into the
+    embedding shard ``target``."""
     shard = GraphShard(path)
-    source_fp = file_fingerprint(path)
     metas = [shard.meta[i] for i in rows]
     vocab = json.loads(shard.attrs["vocabulary"]) if "vocabulary" in shard.attrs else None
     check_compatible(enc, metas, vocab, allow_foreign_init, str(path))

@@ -26,6 +26,7 @@ def decoder_psnr(enc, es: EmbeddingSet, records, resolution: int = 64, n_samples
     turntable views (black background, both through the NeRF's occupancy grid), and the floor:
     the same with another object's embedding. Also the foreground-only PSNR."""
     from nfkit.data.cameras import camera_rays
+    from nfkit.encoder.train import image_psnr
     from nfkit.nerf.radiance import ParamField
     from nfkit.render.rays import turntable_cameras
     from nfkit.render.renderer import build_grid, default_step_size, render_batch
@@ -49,13 +50,13 @@ def decoder_psnr(enc, es: EmbeddingSet, records, resolution: int = 64, n_samples
         other = torch.from_numpy(es.embedding[others[(row * 7919) % len(others)]])[None] if others else emb
         pred = render_batch(enc.model.decoder.field(emb), o, d, n_samples, grid).rgb[0]
         base = render_batch(enc.model.decoder.field(other), o, d, n_samples, grid).rgb[0]
-        p = _psnr(pred, teacher)
+        p = image_psnr(pred, teacher)
         psnr.append(p)
-        floor.append(_psnr(base, teacher))
+        floor.append(image_psnr(base, teacher))
         per_arch.setdefault(rec.arch.name, []).append(p)
         mask = teacher.max(dim=-1).values > 0.02
         if mask.any():
-            fg.append(_psnr(pred[mask], teacher[mask]))
+            fg.append(image_psnr(pred[mask], teacher[mask]))
     return {
         "decoder_psnr": float(np.mean(psnr)),
         "decoder_psnr_floor": float(np.mean(floor)),
@@ -63,10 +64,6 @@ def decoder_psnr(enc, es: EmbeddingSet, records, resolution: int = 64, n_samples
         "decoder_psnr_per_arch": {a: float(np.mean(v)) for a, v in sorted(per_arch.items())},
         "n_nerfs": len(records),
     }
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return 10.0 * math.log10(1.0 / max(float(torch.mean((a - b) ** 2)), 1e-10))
 
 
 def space_metrics(es: EmbeddingSet, trained: list[str], split: str = "test", k: int = 5,

@@ -180,11 +180,11 @@ class _Validator:
                 other = self._other(k)
                 floor = render_batch(model.decoder.field(emb[other : other + 1]), o, d, self.config.render_samples, grid).rgb[0]
                 t = self.teacher[k].to(self.device)
-                psnrs.append(_psnr(pred, t))
-                floors.append(_psnr(floor, t))
+                psnrs.append(image_psnr(pred, t))
+                floors.append(image_psnr(floor, t))
                 mask = t.max(dim=-1).values > 0.02
                 if mask.any():
-                    fg_psnrs.append(_psnr(pred[mask], t[mask]))
+                    fg_psnrs.append(image_psnr(pred[mask], t[mask]))
             out.update(
                 val_psnr=float(np.mean(psnrs)),
                 val_psnr_floor=float(np.mean(floors)),
@@ -221,9 +221,11 @@ class _Validator:
         return [(v[0], v[1]) for v in by_obj.values() if len(v) >= 2]
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(torch.mean((a - b) ** 2))
-    return 10.0 * math.log10(1.0 / max(mse, 1e-10))
+def image_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR (dB) of two images in [0, 1], the MSE floored at 1e-10 (at most 100 dB)."""
+    from nfkit.fit.trainer import psnr_from_mse
+
+    return psnr_from_mse(max(float(torch.mean((a - b) ** 2)), 1e-10))
 
 
 def _pick_val_items(bank: GraphBank, n: int) -> list[tuple[str, int]]:
