@@ -28,6 +28,10 @@ class EncoderModel(nn.Module):
                 raise ValueError("the nf2vec encoder needs the row width of the graphs' nf2vec rows")
             widths = (512, 512, config.embed_dim, config.embed_dim)
             self.encoder = Nf2vecEncoder(nf2vec_width, widths)
+        if config.embed_norm:
+            # Registered on the encoder so that it travels in the checkpoint's encoder state (and
+            # in the encoder fingerprint): the running statistics are part of what an embedding is.
+            self.encoder.add_module("out_norm", nn.BatchNorm1d(config.embed_dim, affine=False))
         self.decoder = (
             ImplicitDecoder(DecoderSpec(config.embed_dim, config.decoder_hidden, config.decoder_freq, config.decoder_norm))
             if config.uses_decoder
@@ -97,7 +101,13 @@ class EncoderModel(nn.Module):
                 emb = self._embed_group(group, part, device, max_block_edges, readout_edges, generator)
                 for j, k in enumerate(ks[s : s + step]):
                     out[k] = emb[j]
-        return torch.stack(out)  # type: ignore[arg-type]
+        emb = torch.stack(out)  # type: ignore[arg-type]
+        norm = getattr(self.encoder, "out_norm", None)
+        if norm is not None:
+            if norm.training and emb.shape[0] < 2:
+                raise ValueError("an encoder with embed_norm trains on batches of 2 or more graphs")
+            emb = norm(emb)
+        return emb
 
     def _embed_group(self, group, rows, device, max_block_edges, readout_edges, generator) -> Tensor:
         import numpy as np

@@ -105,3 +105,23 @@ def test_unknown_loss_and_preset_are_one_line(tiny_workspace):
     assert r.exit_code == 1 and "loss" in r.output
     r = runner.invoke(app, ["pretrain-encoder", str(tiny_workspace / "graphs"), "--preset", "huge"])
     assert r.exit_code == 1 and "preset" in r.output
+
+
+def test_embed_norm_standardises_the_embedding_and_travels_in_the_checkpoint(tiny_workspace, tmp_path):
+    from nfkit.encoder.data import GraphBank
+    from nfkit.encoder.embed import load_encoder
+
+    cfg = resolve_config("tiny", {"loss": "r+c", "epochs": 2, "embed_norm": True})
+    pretrain_encoder(tiny_workspace / "graphs", tiny_workspace / "nerfs", tmp_path / "n", cfg, progress=False)
+    enc = load_encoder(tmp_path / "n" / "best.h5")
+    norm = enc.model.encoder.out_norm
+    assert norm.num_batches_tracked.item() > 0  # running statistics were learnt and saved
+    bank = GraphBank.load(tiny_workspace / "graphs")
+    items = bank.items
+    assert len(items) >= 2
+    emb = enc.model.embed(bank, items).numpy()
+    # The same graphs without the output norm, standardised by hand with the running statistics.
+    enc.model.encoder.out_norm = None
+    raw = enc.model.embed(bank, items).numpy()
+    mean, var = norm.running_mean.numpy(), norm.running_var.numpy()
+    np.testing.assert_allclose(emb, (raw - mean) / np.sqrt(var + norm.eps), rtol=1e-4, atol=1e-4)
