@@ -1,4 +1,4 @@
-"""``nfkit generate gan|interpolate``: new NeRFs from the embedding space."""
+"""``nfkit generate gan|interpolate|from-image|from-text``: new NeRFs from the embedding space."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from nfkit.cli._app import app, resolve_device, user_errors
 
 generate_app = typer.Typer(
     name="generate",
-    help="New NeRFs from the embedding space: latent GANs per class, interpolation. Outputs in <workspace>/generate.",
+    help="New NeRFs from the embedding space: latent GANs per class, interpolation, from photos or a text "
+    "through clip2nerf. Outputs in <workspace>/generate.",
     no_args_is_help=True,
 )
 app.add_typer(generate_app, name="generate")
@@ -135,3 +136,143 @@ def interpolate_cmd(
                               weights=not embeddings_only, out=target, progress=progress)
     rows = "decoded embeddings" + ("" if embeddings_only else " (row 1) and interpolated weights (row 2)")
     typer.echo(f"{rows} at γ = {', '.join(f'{g:.2f}' for g in result.gammas)} -> {result.path}")
+
+
+# ------------------------------------------------------------------ from-image / from-text
+# the options both share (one factory each: every command needs its own OptionInfo)
+
+
+def _opt_clip_maps():
+    return typer.Option(None, "--clip-maps", help="nerf2clip / clip2nerf artifact (default: <workspace>/clip/maps.h5).", show_default=False)
+
+
+def _opt_clip_model():
+    return typer.Option(None, "--clip-model", help="CLIP of the query (default: the one the maps were trained with; another is refused).", show_default=False)
+
+
+def _opt_clip_pretrained():
+    return typer.Option(None, "--clip-pretrained", help="Its tag or checkpoint file (default: the maps').", show_default=False)
+
+
+def _opt_encoder():
+    return typer.Option(None, "--encoder", help="Encoder checkpoint whose decoder renders the embedding; it must be the encoder the maps were trained on (default: <workspace>/encoder/best.h5).", show_default=False)
+
+
+def _opt_class():
+    return typer.Option("query", "--class", help="Class name recorded for the generated row (its key is CLASS/OBJECT_ID).")
+
+
+def _opt_render():
+    return typer.Option(True, "--render/--no-render", help="Render the decoded embedding: views in a row (PNG) and a turntable (GIF).")
+
+
+def _opt_views():
+    return typer.Option(8, "--views", help="Turntable views (= GIF frames).")
+
+
+def _opt_resolution():
+    return typer.Option(64, "--resolution", help="Rendered image size in pixels.")
+
+
+def _opt_render_samples():
+    return typer.Option(96, "--render-samples", help="Samples per ray when rendering.")
+
+
+def _opt_to_nerf():
+    return typer.Option(None, "--to-nerf", help="Also fit the embedding as a NeRF of this architecture, from its shared init (written to OUT/nerfs/ARCH/generated.h5).", show_default=False)
+
+
+def _opt_init():
+    return typer.Option(None, "--init", help="Shared init of the --to-nerf architecture (default: <workspace>/nerfs/inits/ARCH.init.h5).", show_default=False)
+
+
+def _opt_fit_preset():
+    return typer.Option("cpu", "--fit-preset", help="fit-nerfs preset of the --to-nerf fit (paper, cpu, tiny).")
+
+
+def _opt_device():
+    return typer.Option("auto", "--device", help="auto, cpu or cuda[:N].")
+
+
+def _opt_progress():
+    return typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
+
+
+def _from_clip(photos, text, out, clip_maps, clip_model, clip_pretrained, encoder, class_name, render, views, resolution,
+               render_samples, to_nerf, init, fit_preset, device, progress) -> None:
+    from nfkit import workspace
+    from nfkit.errors import UserError
+    from nfkit.fit.config import resolve_config as fit_config
+    from nfkit.generate.from_clip import default_out, run_from_clip
+    from nfkit.io.artifacts import check_output_dir
+
+    if text is not None and not text.strip():
+        raise UserError("TEXT is empty: give what to generate, e.g. 'a 3d model of a red car'")
+    dev = resolve_device(device)
+    settings = _view_settings(views, resolution, render_samples)
+    out_dir = check_output_dir(out if out is not None else default_out(photos, text))
+    s = run_from_clip(
+        clip_maps if clip_maps is not None else workspace.stage_dir("clip") / "maps.h5", _encoder_path(encoder), out_dir,
+        photos=photos, text=text, class_name=class_name, clip_model=clip_model, clip_pretrained=clip_pretrained,
+        view_settings=settings, render=render, to_nerf=to_nerf, init=init, nerfs_dir=workspace.stage_dir("nerfs"),
+        fit_config=fit_config(fit_preset) if to_nerf else None, device=dev, progress=progress,
+    )
+    typer.echo(f"query {s.query.what}: CLIP -> clip2nerf -> a {s.embedding.shape[0]}-d NeRF embedding -> {s.generated}")
+    if s.png is not None:
+        typer.echo(f"{settings.views} decoder views -> {s.png}, turntable -> {s.gif}")
+    if s.nerfs is not None:
+        typer.echo(f"NeRF of {to_nerf} -> {s.nerfs}, held-out PSNR {s.nerf_psnr:.2f} dB")
+
+
+@generate_app.command("from-image")
+@user_errors
+def from_image_cmd(
+    photos: list[Path] = typer.Argument(..., metavar="PHOTO...", help="Photos (PNG or JPEG, any size, RGB/RGBA/greyscale/16-bit, EXIF orientation applied); several are one multi-view query (the mean of their clip2nerf embeddings).", show_default=False),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: <workspace>/generate/from-image/<stem of the first photo>).", show_default=False),
+    clip_maps: Path = _opt_clip_maps(),
+    clip_model: str = _opt_clip_model(),
+    clip_pretrained: str = _opt_clip_pretrained(),
+    encoder: Path = _opt_encoder(),
+    class_name: str = _opt_class(),
+    render: bool = _opt_render(),
+    views: int = _opt_views(),
+    resolution: int = _opt_resolution(),
+    render_samples: int = _opt_render_samples(),
+    to_nerf: str = _opt_to_nerf(),
+    init: Path = _opt_init(),
+    fit_preset: str = _opt_fit_preset(),
+    device: str = _opt_device(),
+    progress: bool = _opt_progress(),
+) -> None:
+    """A NeRF from photos: CLIP image embedding -> clip2nerf -> NeRF embedding -> the encoder's
+    decoder. Writes the embedding (generated.h5, split 'generated'), the decoder's views (PNG) and
+    turntable (GIF), and with --to-nerf a real NeRF of that architecture."""
+    _from_clip(photos, None, out, clip_maps, clip_model, clip_pretrained, encoder, class_name, render, views, resolution,
+               render_samples, to_nerf, init, fit_preset, device, progress)
+
+
+@generate_app.command("from-text")
+@user_errors
+def from_text_cmd(
+    text: str = typer.Argument(..., metavar="TEXT", help="What to generate, e.g. 'a 3d model of a red car'.", show_default=False),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: <workspace>/generate/from-text/text-<slug of TEXT>).", show_default=False),
+    clip_maps: Path = _opt_clip_maps(),
+    clip_model: str = _opt_clip_model(),
+    clip_pretrained: str = _opt_clip_pretrained(),
+    encoder: Path = _opt_encoder(),
+    class_name: str = _opt_class(),
+    render: bool = _opt_render(),
+    views: int = _opt_views(),
+    resolution: int = _opt_resolution(),
+    render_samples: int = _opt_render_samples(),
+    to_nerf: str = _opt_to_nerf(),
+    init: Path = _opt_init(),
+    fit_preset: str = _opt_fit_preset(),
+    device: str = _opt_device(),
+    progress: bool = _opt_progress(),
+) -> None:
+    """A NeRF from a text: CLIP text embedding -> clip2nerf -> NeRF embedding -> the encoder's
+    decoder. Writes the embedding (generated.h5, split 'generated'), the decoder's views (PNG) and
+    turntable (GIF), and with --to-nerf a real NeRF of that architecture."""
+    _from_clip(None, text, out, clip_maps, clip_model, clip_pretrained, encoder, class_name, render, views, resolution,
+               render_samples, to_nerf, init, fit_preset, device, progress)

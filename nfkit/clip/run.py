@@ -5,7 +5,6 @@ and calls one library function. Returns results and Markdown; prints nothing."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,10 +62,6 @@ def zero_shot_cli(embeddings, maps_path, templates, clip_model, clip_pretrained,
     return res, zero_shot_markdown(res)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40] or "query"
-
-
 def modalities(modality: str | None, default: str) -> list[str]:
     from nfkit.clip.search import check_modality
 
@@ -78,34 +73,26 @@ def query_cli(embeddings, maps_path, photos: Sequence[Path] | None, text: str | 
               clip_pretrained, split, archs, k, nerfs, picture_dir: Path | None, resolution, device):
     """Search the gallery with photos (one multi-view query) or a text. Returns
     (description, {modality: hits}, {modality: png or None})."""
-    from nfkit.clip.images import load_photo
-    from nfkit.clip.search import query_picture, search, text_card
+    from nfkit.clip.search import embed_query, query_picture, search
 
     if k < 1:
         raise UserError(f"--top-k must be >= 1, got {k}")
-    if photos and text:
+    if photos and text is not None:
         raise UserError("give --query images or --text, not both")
+    if not photos and text is not None and not text.strip():
+        raise UserError("--text is empty")
     maps = load_maps(maps_path, device)
     gallery = _gallery(embeddings, maps, split, archs)
     clip = clip_of_maps(maps, clip_model, clip_pretrained, device)
-    if photos:
-        images = [load_photo(p) for p in photos]
-        emb = clip.encode_images(images)
-        what = ", ".join(str(p) for p in photos)
-        first, caption, name = images[0], "query\n" + Path(photos[0]).name[:18] + (f" +{len(photos) - 1}" if len(photos) > 1 else ""), Path(photos[0]).stem
-    else:
-        if not text or not text.strip():
-            raise UserError("--text is empty")
-        emb = clip.encode_texts([text])
-        what, first, caption, name = repr(text), text_card(text, max(resolution, 96)), "text query", "text-" + _slug(text)
+    q = embed_query(clip, photos or None, text, card_size=max(resolution, 96))
     hits, pngs = {}, {}
     for mod in modalities(modality, "clip2nerf"):
-        hits[mod] = search(maps, gallery, emb, mod, k, device)
+        hits[mod] = search(maps, gallery, q.embedding, mod, k, device)
         pngs[mod] = None
         if picture_dir is not None:
-            pngs[mod] = query_picture(first, caption, hits[mod], nerfs, Path(picture_dir) / f"query-{name}-{mod}.png",
+            pngs[mod] = query_picture(q.image, q.caption, hits[mod], nerfs, Path(picture_dir) / f"query-{q.name}-{mod}.png",
                                       resolution=resolution, device=device)
-    return what, hits, pngs
+    return q.what, hits, pngs
 
 
 def clip_eval_cli(embeddings, maps_path, query_views: str, modality, clip_model, clip_pretrained, templates, split,

@@ -18,6 +18,7 @@ same with one prompt query per class.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +202,54 @@ def text_card(text: str, size: int = 96) -> np.ndarray:
     return np.asarray(img, np.float32) / 255.0
 
 
+@dataclass
+class ClipQuery:
+    """One query in CLIP space: photos (one multi-view query) or a text.
+
+    Shapes: ``embedding`` (V, D) raw CLIP embeddings (V photos, or 1 text); ``image``
+    (H, W, 3) the first photo, or a card with the text (the first cell of a picture).
+    ``what`` describes the query for messages; ``name`` is a file-name stem
+    (``<photo stem>`` or ``text-<slug>``); ``kind`` is ``image`` or ``text``.
+    """
+
+    kind: str
+    embedding: np.ndarray
+    what: str
+    name: str
+    image: np.ndarray
+    caption: str
+    photos: tuple[str, ...] = ()
+    text: str = ""
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """``text`` as a file-name stem: runs of other characters than letters and digits -> ``-``."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:limit] or "query"
+
+
+def embed_query(clip, photos: Sequence[str | Path] | None = None, text: str | None = None,
+                card_size: int = 96) -> ClipQuery:
+    """The CLIP embeddings of photos (any PNG/JPEG, :func:`nfkit.clip.images.load_photo`) or of
+    a text, with what a picture of the query shows. A missing or unreadable photo, an empty text,
+    both or neither given: one-line :class:`~nfkit.errors.UserError`."""
+    from nfkit.clip.images import load_photo
+
+    if photos and text is not None:
+        raise UserError("give photos or a text query, not both")
+    if photos:
+        images = [load_photo(p) for p in photos]
+        first = Path(photos[0])
+        more = f" +{len(photos) - 1}" if len(photos) > 1 else ""
+        return ClipQuery("image", clip.encode_images(images), ", ".join(str(p) for p in photos), first.stem,
+                         images[0], "query\n" + first.name[:18] + more, photos=tuple(str(p) for p in photos))
+    if text is None:
+        raise UserError("no query: give photos or a text")
+    if not text.strip():
+        raise UserError("the text query is empty")
+    return ClipQuery("text", clip.encode_texts([text]), repr(text), "text-" + slug(text), text_card(text, card_size),
+                     "text query", text=text)
+
+
 def query_picture(query_image: np.ndarray, caption: str, hits: Sequence[ClipHit], nerfs, path: str | Path,
                   resolution: int = 96, device: str = "cpu") -> Path:
     """PNG grid: the query (image or text card), then a render of each result."""
@@ -222,5 +271,8 @@ __all__ = [
     "evaluate_text",
     "clip_retrieval_markdown",
     "text_card",
+    "ClipQuery",
+    "slug",
+    "embed_query",
     "query_picture",
 ]

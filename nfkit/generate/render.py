@@ -121,4 +121,12 @@ def save_gif(frames: Sequence[np.ndarray], path: Path, seconds_per_frame: float 
     return path
 
 
-__all__ = ["seeded", "ViewSettings", "embedding_views", "embedding_rgba", "save_rows", "save_gif"]
+def render_sample(decoder, embedding: np.ndarray, base: Path, settings: ViewSettings | None = None) -> tuple[Path, Path]:
+    """The turntable of one decoded embedding: ``base``.png (the views in a row) and
+    ``base``.gif (one frame per view). embedding (D,). Returns (PNG, GIF)."""
+    frames = list(embedding_views(decoder, embedding, settings or ViewSettings()))
+    base = Path(base)
+    return save_rows([frames], base.with_name(base.name + ".png")), save_gif(frames, base.with_name(base.name + ".gif"))
+
+
+__all__ = ["seeded", "ViewSettings", "embedding_views", "embedding_rgba", "render_sample", "save_rows", "save_gif"]

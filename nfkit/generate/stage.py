@@ -40,8 +40,12 @@ GENERATED_SPLIT = "generated"
 
 
 def generated_set(embedding: np.ndarray, class_names: Sequence[str], object_ids: Sequence[str], arch: str,
-                  like: EmbeddingSet) -> EmbeddingSet:
-    """Generated rows as an :class:`EmbeddingSet` of the encoder of ``like``. (n, D) -> set."""
+                  like: EmbeddingSet | None = None, *, encoder_fingerprint: str = "",
+                  encoder_kind: str = "") -> EmbeddingSet:
+    """Generated rows as an :class:`EmbeddingSet` of the encoder of ``like`` (or of the encoder
+    given by fingerprint and kind). (n, D) -> set."""
+    if like is not None:
+        encoder_fingerprint, encoder_kind = like.encoder_fingerprint, like.encoder_kind
     n = len(embedding)
     meta = {
         "object_id": np.array(list(object_ids), dtype=object),
@@ -50,7 +54,17 @@ def generated_set(embedding: np.ndarray, class_names: Sequence[str], object_ids:
         "arch": np.array([arch] * n, dtype=object),
     }
     return EmbeddingSet(np.asarray(embedding, np.float32), meta, np.arange(n, dtype=np.int64),
-                        like.encoder_fingerprint, like.encoder_kind)
+                        encoder_fingerprint, encoder_kind)
+
+
+def write_generated(path: str | Path, gen: EmbeddingSet, source_shard: str, config: dict,
+                    inputs: dict[str, str]) -> Path:
+    """Write generated rows as an embedding shard (``data_specs/generated-embeddings.md``)."""
+    return write_embedding_shard(
+        path, gen.embedding, {k: list(v) for k, v in gen.meta.items()}, list(gen.source_row),
+        encoder_fingerprint=gen.encoder_fingerprint, encoder_kind=gen.encoder_kind,
+        source_shard=source_shard, config=config, inputs=inputs,
+    )
 
 
 def _rows_fingerprint(x: np.ndarray) -> str:
@@ -164,15 +178,12 @@ def run_gan(
         raise UserError(f"no train-split embeddings of class {', '.join(missing)}; classes: {', '.join(train.classes())}")
     if (render or to_nerf) and encoder is None:
         raise UserError("rendering or --to-nerf needs the encoder checkpoint whose decoder decodes the embeddings")
-    dec = _decoder(encoder, es) if (render or to_nerf) else None
+    dec = load_decoder(encoder, es.encoder_fingerprint).model.decoder if (render or to_nerf) else None
     init_obj = None
     if to_nerf:
         if not render:
             raise UserError("--to-nerf fits the rendered samples: give --render >= 1")
-        from nfkit.generate.to_nerf import find_init
-
-        init_obj = find_init(to_nerf, init, Path(nerfs_dir) if nerfs_dir else Path("nerfs"))
-        _check_encoder_init(encoder, init_obj)
+        init_obj = to_nerf_init(to_nerf, init, nerfs_dir, encoder)
     clf = _classifier(classifier, es)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,11 +201,9 @@ def run_gan(
         cls += [c] * n_samples
         ids += [f"gan-{i:04d}" for i in range(n_samples)]
     gen = generated_set(np.concatenate(emb), cls, ids, label, es)
-    summary.generated = write_embedding_shard(
-        out / "generated.h5", gen.embedding, {k: list(v) for k, v in gen.meta.items()}, list(gen.source_row),
-        encoder_fingerprint=es.encoder_fingerprint, encoder_kind=es.encoder_kind,
-        source_shard=str(out / "gan"), config={"gan": config.to_dict(), "n_samples": n_samples, "arch": label},
-        inputs={"encoder": es.encoder_fingerprint, **{f"gan/{c}": fingerprint_path(out / "gan" / f"{c}.h5") for c in wanted}},
+    summary.generated = write_generated(
+        out / "generated.h5", gen, str(out / "gan"), {"gan": config.to_dict(), "n_samples": n_samples, "arch": label},
+        {"encoder": es.encoder_fingerprint, **{f"gan/{c}": fingerprint_path(out / "gan" / f"{c}.h5") for c in wanted}},
     )
     summary.rows, summary.notes = quality_rows(gans, train, test, clf, distance, config.seed)
     if clf is None:
@@ -203,7 +212,10 @@ def run_gan(
     if render:
         summary.views = _render(dec, gen, wanted, render, out / "views", view_settings, progress)
     if to_nerf:
-        summary.nerfs, summary.nerf_psnr = _to_nerf(dec, gen, wanted, render, init_obj, fit_config, out, device, progress)
+        rows = [int(i) for c in wanted for i in np.flatnonzero(gen.class_name == c)[:render]]
+        summary.nerfs, summary.nerf_psnr = fit_generated(dec, gen, rows, init_obj, fit_config,
+                                                         out / "nerfs" / init_obj.spec.name / "generated.h5",
+                                                         summary.generated, "generate gan", device, progress)
     return summary
 
 
@@ -217,7 +229,10 @@ def _write_quality(out: Path, s: GanSummary, distance: str) -> None:
         tmp.write_text(json.dumps({"distance": distance, "rows": rows_to_json(s.rows), "notes": s.notes}, indent=1))
 
 
-def _decoder(encoder, es: EmbeddingSet):
+def load_decoder(encoder, encoder_fingerprint: str, what: str = "the embeddings come from"):
+    """The encoder checkpoint ``encoder`` (a :class:`~nfkit.encoder.embed.LoadedEncoder`, on the
+    CPU) that embedded ``encoder_fingerprint``'s embeddings and has a decoder; a missing file, an
+    encoder without decoder or another encoder is a one-line error (``what`` starts it)."""
     from nfkit.encoder.embed import load_encoder
 
     if not Path(encoder).is_file():
@@ -225,15 +240,17 @@ def _decoder(encoder, es: EmbeddingSet):
     enc = load_encoder(Path(encoder))
     if enc.model.decoder is None:
         raise UserError(f"{encoder}: trained with loss c, it has no decoder to render embeddings with")
-    if enc.fingerprint != es.encoder_fingerprint:
+    if enc.fingerprint != encoder_fingerprint:
         raise IncompatibleError(
-            f"the embeddings come from encoder {es.encoder_fingerprint}, {encoder} is encoder {enc.fingerprint}; "
+            f"{what} encoder {encoder_fingerprint or '?'}, {encoder} is encoder {enc.fingerprint}; "
             "give the encoder that embedded them"
         )
-    return enc.model.decoder
+    return enc
 
 
-def _check_encoder_init(encoder, init) -> None:
+def check_encoder_init(encoder, init) -> None:
+    """IncompatibleError when ``init`` is of an architecture the encoder was trained on but is
+    not the shared init of its NeRFs (the NeRFs fitted from it would not embed)."""
     from nfkit.encoder.checkpoint import load_checkpoint
 
     trained = load_checkpoint(encoder).trained_archs
@@ -243,6 +260,16 @@ def _check_encoder_init(encoder, init) -> None:
                 f"init {init.path} ({init.fingerprint}) is not the init of the encoder's {name} NeRFs "
                 f"({info.get('init_fingerprint')}); the NeRFs written would not embed"
             )
+
+
+def to_nerf_init(arch: str, init: str | Path | None, nerfs_dir: str | Path | None, encoder):
+    """The shared init ``--to-nerf ARCH`` fits from (``init``, else
+    ``<nerfs_dir>/inits/ARCH.init.h5``), checked against the encoder's NeRFs of ``arch``."""
+    from nfkit.generate.to_nerf import find_init
+
+    init_obj = find_init(arch, init, Path(nerfs_dir) if nerfs_dir else Path("nerfs"))
+    check_encoder_init(encoder, init_obj)
+    return init_obj
 
 
 def _classifier(path, es: EmbeddingSet):
@@ -260,33 +287,42 @@ def _classifier(path, es: EmbeddingSet):
 def _render(decoder, gen: EmbeddingSet, classes, count: int, folder: Path, settings, progress) -> list[Path]:
     from tqdm.auto import tqdm
 
-    from nfkit.generate.render import ViewSettings, embedding_views, save_gif, save_rows
+    from nfkit.generate.render import render_sample
 
-    settings = settings or ViewSettings()
-    paths = []
     jobs = [(c, i) for c in classes for i in np.flatnonzero(gen.class_name == c)[:count]]
-    for c, i in tqdm(jobs, desc="render", unit="sample", disable=not progress, leave=False):
-        frames = embedding_views(decoder, gen.embedding[i], settings)
-        base = folder / c / str(gen.object_id[i])
-        paths.append(save_rows([list(frames)], base.with_suffix(".png")))
-        save_gif(list(frames), base.with_suffix(".gif"))
-    return paths
+    return [render_sample(decoder, gen.embedding[i], folder / c / str(gen.object_id[i]), settings)[0]
+            for c, i in tqdm(jobs, desc="render", unit="sample", disable=not progress, leave=False)]
 
 
-def _to_nerf(decoder, gen: EmbeddingSet, classes, count: int, init, fit_config, out: Path, device, progress):
+def fit_generated(decoder, gen: EmbeddingSet, rows: Sequence[int], init, fit_config, path: Path, source: Path,
+                  origin: str, device: str = "cpu", progress: bool = False) -> tuple[Path, list[float]]:
+    """Fit the rows ``rows`` of ``gen`` as NeRFs of ``init``'s architecture (from that shared
+    init) to their decoder views; write them as a nerf-shard at ``path`` (split ``generated``,
+    ``source`` = the generated embedding shard, config ``from`` = ``origin``). Returns the path
+    and each NeRF's held-out PSNR."""
     from nfkit.fit.config import resolve_config
     from nfkit.generate.to_nerf import embeddings_to_nerfs
     from nfkit.nerf.store import write_nerf_shard
 
     cfg = fit_config or resolve_config("cpu")
-    rows = [int(i) for c in classes for i in np.flatnonzero(gen.class_name == c)[:count]]
+    rows = [int(i) for i in rows]
     names = [(str(gen.class_name[i]), str(gen.object_id[i])) for i in rows]
-    records = embeddings_to_nerfs(decoder, gen.embedding[rows], names, init, cfg, source=str(out / "generated.h5"),
+    records = embeddings_to_nerfs(decoder, gen.embedding[rows], names, init, cfg, source=str(source),
                                   device=device, progress=progress)
-    path = write_nerf_shard(out / "nerfs" / init.spec.name / "generated.h5", records,
-                            config={"fit": cfg.resolved(device=device).to_dict(), "from": "generate gan"},
-                            inputs={"init": init.fingerprint})
-    return path, [r.psnr for r in records]
+    out = write_nerf_shard(path, records, config={"fit": cfg.resolved(device=device).to_dict(), "from": origin},
+                           inputs={"init": init.fingerprint})
+    return out, [r.psnr for r in records]
 
 
-__all__ = ["GENERATED_SPLIT", "GanSummary", "generated_set", "quality_rows", "run_gan"]
+__all__ = [
+    "GENERATED_SPLIT",
+    "GanSummary",
+    "generated_set",
+    "write_generated",
+    "quality_rows",
+    "run_gan",
+    "load_decoder",
+    "check_encoder_init",
+    "to_nerf_init",
+    "fit_generated",
+]
