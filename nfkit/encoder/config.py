@@ -17,11 +17,10 @@ dataset (78 training objects × 3 architectures). What it changes, and why (meas
   and a tri graph drops from 77k to 17k edges; ``embed`` always uses every edge;
 - decoder 128 wide, 32 rays and 256 background points per NeRF per step, 64 samples per ray:
   the rendering loss then costs about as much as the encoder;
-- ``embed_norm``: the embedding is standardised per dimension at the encoder's output. Without
-  it the readout's embeddings share one large mean (their spread is about 1 % of their norm):
-  the decoder had to standardise them itself (``decoder_norm``), and cosine neighbours in the
-  raw space ranked every gallery by its projection on that mean. With the per-dimension
-  standardisation inside the encoder the decoder, SigLIP and every later stage see one space;
+- ``decoder_norm``: the embedding is standardised per dimension before the decoder
+  (``nfkit/models/decoder.py`` says why);
+- ``embed_norm``: when training ends, the embedding that ``embed`` writes is standardised per
+  dimension by the training embeddings' statistics (``nfkit/models/scale.py`` says why);
 - lr 1e-3 (paper 1e-4 over 250 epochs; a short run needs the larger step);
 - 12 epochs.
 
@@ -56,7 +55,7 @@ class EncoderConfig(StageConfig):
     embed_dim: int = _f(1024, "embedding width (the readout's output)")
     decoder_hidden: int = _f(1024, "implicit decoder hidden width (4 layers)")
     decoder_freq: int = _f(24, "frequency bands of the decoder's position encoding")
-    embed_norm: bool = _f(False, "standardise the embedding per dimension at the encoder's output (BatchNorm without affine; batch statistics in training, running statistics when embedding), so that the decoder, the SigLIP loss and every later stage see the same standardised embedding (nfkit's addition)")
+    embed_norm: bool = _f(False, "when training ends, standardise the embedding per dimension by the statistics of the training embeddings, stored in the checkpoint (the decoder undoes it): every later stage sees standardised embeddings (nfkit's addition; nfkit/models/scale.py)")
     decoder_norm: bool = _f(False, "standardise the embedding per dimension (batch statistics) before the decoder (nfkit's addition; see nfkit/models/decoder.py)")
     # loss
     loss: str = _f("r+c", choices=LOSSES, help="r (rendering), r+c (rendering + SigLIP), c (SigLIP only; no decoder)")
@@ -116,6 +115,7 @@ PRESETS: Presets[EncoderConfig] = Presets(
     cpu=EncoderConfig(
         hidden=32,
         decoder_hidden=128,
+        decoder_norm=True,
         embed_norm=True,
         fg_rays=32,
         bg_points=256,

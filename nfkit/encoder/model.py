@@ -13,6 +13,7 @@ from nfkit.losses import SigLipLoss
 from nfkit.models.decoder import DecoderSpec, ImplicitDecoder
 from nfkit.models.gmn import GMNEncoder, GMNSpec
 from nfkit.models.nf2vec import Nf2vecEncoder
+from nfkit.models.scale import EmbeddingScale
 
 
 class EncoderModel(nn.Module):
@@ -29,14 +30,17 @@ class EncoderModel(nn.Module):
             widths = (512, 512, config.embed_dim, config.embed_dim)
             self.encoder = Nf2vecEncoder(nf2vec_width, widths)
         if config.embed_norm:
-            # Registered on the encoder so that it travels in the checkpoint's encoder state (and
-            # in the encoder fingerprint): the running statistics are part of what an embedding is.
-            self.encoder.add_module("out_norm", nn.BatchNorm1d(config.embed_dim, affine=False))
+            # On the encoder, so that it travels in the checkpoint's encoder state and in the
+            # encoder fingerprint: the statistics are part of what an embedding is
+            # (nfkit/models/scale.py). The identity until training ends.
+            self.encoder.add_module("out_scale", EmbeddingScale(config.embed_dim))
         self.decoder = (
             ImplicitDecoder(DecoderSpec(config.embed_dim, config.decoder_hidden, config.decoder_freq, config.decoder_norm))
             if config.uses_decoder
             else None
         )
+        if config.embed_norm and self.decoder is not None:
+            self.decoder.add_module("in_scale", EmbeddingScale(config.embed_dim))
         self.siglip = SigLipLoss() if config.uses_contrastive else None
 
     def fit_value_stats(self, bank: GraphBank, items: Sequence[tuple[str, int]]) -> None:
@@ -102,12 +106,28 @@ class EncoderModel(nn.Module):
                 for j, k in enumerate(ks[s : s + step]):
                     out[k] = emb[j]
         emb = torch.stack(out)  # type: ignore[arg-type]
-        norm = getattr(self.encoder, "out_norm", None)
-        if norm is not None:
-            if norm.training and emb.shape[0] < 2:
-                raise ValueError("an encoder with embed_norm trains on batches of 2 or more graphs")
-            emb = norm(emb)
-        return emb
+        scale = getattr(self.encoder, "out_scale", None)
+        return emb if scale is None else scale(emb)
+
+    def scales(self) -> list[EmbeddingScale]:
+        """The encoder's output scale and the decoder's input scale (empty without embed_norm)."""
+        return [m for m in (getattr(self.encoder, "out_scale", None), getattr(self.decoder, "in_scale", None)) if m is not None]
+
+    @torch.no_grad()
+    def set_embedding_stats(self, bank: GraphBank, items: Sequence[tuple[str, int]], chunk: int = 4) -> None:
+        """Standardise what :meth:`embed` returns by the statistics of the embeddings of ``items``
+        (the training graphs, every edge, eval mode), and make the decoder undo it."""
+        scales = self.scales()
+        if not scales:
+            return
+        was_training = self.training
+        self.eval()
+        for s in scales:
+            s.reset()
+        raw = self.embed(bank, items, chunk=chunk)
+        for s in scales:
+            s.set_from(raw)
+        self.train(was_training)
 
     def _embed_group(self, group, rows, device, max_block_edges, readout_edges, generator) -> Tensor:
         import numpy as np

@@ -239,6 +239,30 @@ def _pick_val_items(bank: GraphBank, n: int) -> list[tuple[str, int]]:
     return items[:n]
 
 
+def _store_embedding_stats(model: EncoderModel, bank: GraphBank, items, paths: list[Path],
+                           inputs: dict[str, str], progress: bool) -> None:
+    """Measure the standardisation of each checkpoint's embeddings on the training graphs and
+    store it in that checkpoint (``EncoderConfig.embed_norm``; nfkit/models/scale.py)."""
+    from tqdm import tqdm
+
+    done: dict[str, dict] = {}
+    for path in paths:
+        if not path.exists():
+            continue
+        ck = load_checkpoint(path, with_resume=True)
+        key = ck.encoder_fingerprint
+        if key not in done:
+            model.encoder.load_state_dict(ck.state["encoder"])
+            if model.decoder is not None and "decoder" in ck.state:
+                model.decoder.load_state_dict(ck.state["decoder"])
+            if progress:
+                tqdm.write(f"measuring the embedding statistics of {path.name} on {len(items)} training graphs")
+            model.set_embedding_stats(bank, items)
+            done[key] = module_states(model)
+        ck.state = done[key]
+        save_checkpoint(path, ck, inputs)
+
+
 def pretrain_encoder(
     graphs,
     nerfs,
@@ -320,6 +344,8 @@ def pretrain_encoder(
             model.decoder.load_state_dict(ckpt.state["decoder"])
         if model.siglip is not None:
             model.siglip.load_state_dict(ckpt.state["siglip"])
+        for sc in model.scales():  # standardisation is measured when training ends; identity meanwhile
+            sc.reset()
         rs = load_resume_state(ckpt)
         optimizer.load_state_dict(rs["optimizer"])
         scheduler.load_state_dict(rs["scheduler"])
@@ -436,6 +462,9 @@ def pretrain_encoder(
     if not best_path.exists() and last_path.exists():
         # no validation split: the last checkpoint is the best one known
         save_checkpoint(best_path, load_checkpoint(last_path), inputs)
+    if model.scales() and epochs_run > 0:
+        train_items = [(a, r) for v in train_objects.values() for a, r in v.items()]
+        _store_embedding_stats(model, bank, train_items, [last_path, best_path], inputs, progress)
     return TrainSummary(
         out=out,
         epochs_run=epochs_run,

@@ -73,6 +73,9 @@ class ImplicitDecoder(nn.Module):
             )
         if x.dim() != 3 or x.shape[0] != embedding.shape[0] or x.shape[-1] != 3:
             raise ValueError(f"expected positions of shape ({embedding.shape[0]}, N, 3), got {tuple(x.shape)}")
+        in_scale = getattr(self, "in_scale", None)  # set by EncoderModel with embed_norm
+        if in_scale is not None:
+            embedding = in_scale.inverse(embedding)
         if self.embed_norm is not None:
             if self.training and embedding.shape[0] == 1:
                 raise ValueError("a normalised decoder trains on batches of 2 or more embeddings")

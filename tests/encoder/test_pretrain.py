@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import torch
 from typer.testing import CliRunner
 
 from nfkit.cli import app
@@ -107,21 +108,34 @@ def test_unknown_loss_and_preset_are_one_line(tiny_workspace):
     assert r.exit_code == 1 and "preset" in r.output
 
 
-def test_embed_norm_standardises_the_embedding_and_travels_in_the_checkpoint(tiny_workspace, tmp_path):
+def test_embed_norm_standardises_the_embedding_and_the_decoder_undoes_it(tiny_workspace, tmp_path):
     from nfkit.encoder.data import GraphBank
     from nfkit.encoder.embed import load_encoder
 
     cfg = resolve_config("tiny", {"loss": "r+c", "epochs": 2, "embed_norm": True})
     pretrain_encoder(tiny_workspace / "graphs", tiny_workspace / "nerfs", tmp_path / "n", cfg, progress=False)
     enc = load_encoder(tmp_path / "n" / "best.h5")
-    norm = enc.model.encoder.out_norm
-    assert norm.num_batches_tracked.item() > 0  # running statistics were learnt and saved
-    bank = GraphBank.load(tiny_workspace / "graphs")
+    out_scale, in_scale = enc.model.scales()
+    assert not out_scale.is_identity
+    np.testing.assert_array_equal(out_scale.mean.numpy(), in_scale.mean.numpy())
+    bank = GraphBank.load(tiny_workspace / "graphs", splits={"train"})
     items = bank.items
-    assert len(items) >= 2
-    emb = enc.model.embed(bank, items).numpy()
-    # The same graphs without the output norm, standardised by hand with the running statistics.
-    enc.model.encoder.out_norm = None
-    raw = enc.model.embed(bank, items).numpy()
-    mean, var = norm.running_mean.numpy(), norm.running_var.numpy()
-    np.testing.assert_allclose(emb, (raw - mean) / np.sqrt(var + norm.eps), rtol=1e-4, atol=1e-4)
+    emb = enc.model.embed(bank, items)
+    x = torch.rand(len(items), 7, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    rgb, sigma = enc.model.decoder(emb, x)
+    mean, std = out_scale.mean.clone(), out_scale.std.clone()
+    out_scale.reset()
+    in_scale.reset()
+    raw = enc.model.embed(bank, items).double()
+    # standardised over the training graphs: mean 0 and standard deviation 1 in every dimension
+    # that varies (a dead ReLU unit of the readout stays 0)
+    np.testing.assert_allclose(emb.numpy(), ((raw - mean.double()) / std.double()).numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(emb.double().mean(0).numpy(), 0.0, atol=1e-3)
+    live = raw.std(0) > 1e-3 * raw.std(0).max()
+    assert live.sum() >= 4
+    np.testing.assert_allclose(emb.double().std(0)[live].numpy(), 1.0, atol=1e-3)
+    # the decoder sees the raw embedding: decoding the standardised one equals decoding the raw
+    # one with the scales removed
+    rgb0, sigma0 = enc.model.decoder(raw.float(), x)
+    np.testing.assert_allclose(rgb.numpy(), rgb0.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(sigma.numpy(), sigma0.numpy(), rtol=1e-4, atol=1e-5)
