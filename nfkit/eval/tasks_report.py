@@ -123,7 +123,11 @@ def _retrieval_section(ret: Mapping[str, dict]) -> list[str]:
     return lines + [""]
 
 
-def _pictures(label: str, emb: Path, out: Path, nerfs, n_examples: int, tsne: bool, device: str) -> list[str]:
+def _pictures(label: str, emb: Path, out: Path, nerfs, n_examples: int, tsne: bool, device: str,
+              resolution: int = 96, reuse: bool = False) -> list[str]:
+    """t-SNE of the test embeddings and example retrievals (a NeRF of the first architecture,
+    its nearest NeRFs of the others) as PNGs in ``out``; Markdown image lines, relative to
+    ``out``. ``reuse``: keep example pictures that already exist instead of rendering again."""
     from nfkit.eval.plots import scatter_by_class, tsne_2d
 
     es = load_embeddings(emb).select(split="test")
@@ -147,8 +151,10 @@ def _pictures(label: str, emb: Path, out: Path, nerfs, n_examples: int, tsne: bo
             if rec is None:
                 continue
             seen.add(queries.class_name[i])
-            hits = search_gallery(queries.take([i]), gallery, k=5, metric="cosine", device=device)[0]
-            png = retrieval_picture(rec, hits, lookup, out / f"examples-{_slug(label)}-{len(seen)}.png", device=device)
+            png = out / f"examples-{_slug(label)}-{len(seen)}.png"
+            if not (reuse and png.is_file()):
+                hits = search_gallery(queries.take([i]), gallery, k=5, metric="cosine", device=device)[0]
+                png = retrieval_picture(rec, hits, lookup, png, resolution=resolution, device=device)
             lines.append(f"![retrieval {label} {len(seen)}]({png.name})")
     return lines
 

@@ -224,7 +224,7 @@ def embed_records_with(records: Sequence, encoder: str | Path, device: str = "cp
         raise UserError(f"embedding NeRFs needs the encoder stage (nfkit.encoder.embed): {exc}") from None
     if not Path(encoder).is_file():
         raise UserError(f"{encoder}: no such encoder checkpoint (run `nfkit pretrain-encoder`, or give --encoder)")
-    return embed_records(load_encoder(Path(encoder)), list(records), device=device, progress=progress)
+    return embed_records(load_encoder(Path(encoder), device), list(records), progress=progress)
 
 
 def embed_nerfs(nerfs: str | Path | Sequence[str | Path], encoder: str | Path, device: str = "cpu", progress: bool = False) -> EmbeddingSet:

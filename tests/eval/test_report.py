@@ -69,3 +69,22 @@ def test_report_cli_writes_the_file(tmp_path, capsys):
     assert main([str(run)]) == 0
     assert (run / "report.md").read_text() == build_report(run)
     assert main([str(tmp_path / "missing")]) == 1
+
+
+def test_every_section_is_there_and_says_when_its_inputs_are_missing(tmp_path):
+    from nfkit.eval.report import HEADINGS, NOT_AVAILABLE
+
+    run = _run_folder(tmp_path)
+    (run / "classify").mkdir()
+    (run / "classify" / "zero-shot.md").write_text("| method | accuracy % |\n|---|---:|\n| nerf2clip | 42.0 |\n")
+    text = build_report(run)
+    lines = text.splitlines()
+    assert all(h in lines for h in HEADINGS)
+    assert [lines.index(h) for h in HEADINGS] == sorted(lines.index(h) for h in HEADINGS)
+    missing = [ln for ln in lines if ln.startswith(NOT_AVAILABLE)]
+    for what in ("dataset.json", "train_log.json", "embedding shards", "classify.json", "retrieve.json",
+                 "map-clip.json", "quality.md"):
+        assert any(what in ln for ln in missing), what
+    # a stage's own table is included as it wrote it, not recomputed
+    assert "| nerf2clip | 42.0 |" in text and not any("zero-shot.md" in ln for ln in missing)
+    assert not (run / "report").exists() or not any((run / "report").iterdir())

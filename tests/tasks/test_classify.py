@@ -127,10 +127,10 @@ def _install_fake_encoder(monkeypatch, centres, fingerprint="enc0"):
 
     mod = types.ModuleType("nfkit.encoder.embed")
 
-    def load_encoder(path):
+    def load_encoder(path, device="cpu"):
         return _FakeEncoder()
 
-    def embed_records(encoder, records, device="cpu", progress=False):
+    def embed_records(encoder, records, progress=False):
         emb = np.stack([centres[r.class_name] for r in records]).astype(np.float32)
         meta = {"object_id": np.array([r.object_id for r in records], object),
                 "class_name": np.array([r.class_name for r in records], object),
