@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 NFBIN   = $(abspath $(BIN))
 
-.PHONY: install test unit smoke demo bench lint clean
+.PHONY: install test unit smoke demo bench scaleout lint clean
 
 $(BIN)/nfkit: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -170,6 +170,10 @@ bench: install
 	$(BIN)/python -m nfkit.bench.fit --out $(DEMO)/bench
 	$(BIN)/python -m nfkit.bench.graphs --out $(DEMO)/bench
 	$(BIN)/python -m nfkit.bench.retrieval --out $(DEMO)/bench
+
+# one process vs torchrun --nproc-per-node 2 for every stage that scales out (README, "Scale-out")
+scaleout: install
+	$(BIN)/python -m nfkit.bench.scaleout --out $(DEMO)/scaleout
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

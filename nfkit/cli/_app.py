@@ -84,18 +84,22 @@ def user_errors(func: F) -> F:
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; validates ``cuda[:N]``."""
+    """``auto`` -> ``cuda`` when available else ``cpu``; validates ``cuda[:N]``. Under torchrun
+    with several processes per machine, ``cuda`` (or ``auto`` on a GPU machine) becomes
+    ``cuda:<LOCAL_RANK>``: one GPU per process."""
     import torch
+
+    from nfkit.distributed import device_for_rank
 
     name = name.strip().lower()
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return device_for_rank("cuda") if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         return "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: no CUDA device is available on this machine")
-        return name
+        return device_for_rank(name)
     raise UserError(f"--device {name!r}: expected auto, cpu or cuda[:N]")
 
 

@@ -33,7 +33,7 @@ def embed_cmd(
     from nfkit import workspace
     from nfkit.encoder.embed import embed_graphs
     from nfkit.errors import UserError
-    from nfkit.fit.driver import shard_from_env
+    from nfkit.io.shards import shard_from_env
 
     if chunk < 1:
         raise UserError(f"--chunk must be >= 1, got {chunk}")
@@ -48,12 +48,13 @@ def embed_cmd(
         roots, enc, out, archs=arch or None, allow_foreign_init=allow_foreign_init, force=force,
         device=dev, chunk=chunk, shard_index=index, num_shards=count, progress=progress,
     )
+    label = f"shard {index + 1}/{count}: " if count > 1 else ""
     for msg in s.failed:
-        typer.echo(f"error: {msg}", err=True)
+        typer.echo(f"error: {label}{msg}", err=True)
     per = ", ".join(f"{a} {n}" for a, n in sorted(s.per_arch.items())) or "none"
     rate = f", {s.n_embedded / s.seconds:.1f} NeRFs/s" if s.n_embedded and s.seconds > 0 else ""
     typer.echo(
-        f"embedded {s.n_embedded} NeRFs ({per}) into {len(s.written)} shard(s) -> {out}; "
+        f"{label}embedded {s.n_embedded} NeRFs ({per}) into {len(s.written)} shard(s) -> {out}; "
         f"{len(s.skipped)} up to date, {len(s.failed)} failed; {s.seconds:.1f} s{rate}"
     )
     if s.failed:

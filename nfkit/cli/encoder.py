@@ -29,6 +29,11 @@ def pretrain_encoder_cmd(
     force: bool = typer.Option(False, "--force", help="Start over even if --out holds a run."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars with the loss and validation PSNR."),
+    dist_backend: str = typer.Option(
+        "auto", "--dist-backend",
+        help="Under torchrun with WORLD_SIZE > 1 (data-parallel training): auto (nccl on CUDA, gloo on the CPU), gloo or nccl. "
+        "Each step's batch is split over the ranks, gradients are averaged, rank 0 validates and writes.",
+    ),
 ) -> None:
     """Train the GMN encoder (and the implicit decoder) on parameter graphs of every
     architecture, with the rendering loss against the frozen NeRFs and/or the SigLIP loss between
@@ -36,6 +41,7 @@ def pretrain_encoder_cmd(
     import json
 
     from nfkit import workspace
+    from nfkit.distributed import init_distributed
     from nfkit.encoder.config import resolve_config
     from nfkit.encoder.train import pretrain_encoder
     from nfkit.fit.config import parse_set_options
@@ -51,13 +57,20 @@ def pretrain_encoder_cmd(
     graphs = workspace.default(graphs, "graphs")
     nerfs_path = workspace.default(nerfs, "nerfs")
     out = workspace.default(out, "encoder")
-    summary = pretrain_encoder(
-        graphs, nerfs_path if config.uses_decoder else None, out, config, device=dev,
-        resume=resume, force=force, archs=arch or None, progress=progress,
-    )
+    dist = init_distributed(dist_backend, dev)
+    try:
+        summary = pretrain_encoder(
+            graphs, nerfs_path if config.uses_decoder else None, out, config, device=dev,
+            resume=resume, force=force, archs=arch or None, progress=progress, dist=dist,
+        )
+    finally:
+        dist.close()
+    if not dist.main:  # rank 0 writes and reports
+        return
     (out / "train_log.json").write_text(json.dumps({"preset": name, "config": config.to_dict(), "history": summary.history}, indent=1))
+    ranks = f", data-parallel over {dist.world} ranks ({dist.backend})" if dist.enabled else ""
     typer.echo(
-        f"preset {name}, loss {config.loss}: {summary.n_train_graphs} training graphs of "
+        f"preset {name}, loss {config.loss}{ranks}: {summary.n_train_graphs} training graphs of "
         f"{summary.n_train_objects} objects ({', '.join(summary.archs)}), {summary.epochs_run} epoch(s) in {summary.seconds:.0f} s"
     )
     if summary.history:

@@ -48,7 +48,7 @@ def fit_nerfs(
     set_: list[str] = typer.Option(
         None, "--set", help=f"Override any config key (repeatable), key=value. Keys: {_KEYS_HELP}.", show_default=False,
     ),
-    shard_index: int | None = typer.Option(None, "--shard-index", help="Fit objects i with i % N == I (default: $RANK or 0).", show_default=False),
+    shard_index: int | None = typer.Option(None, "--shard-index", help="Fit batches j (of --batch-nerfs consecutive objects) with j % N == I, so that shards fit the same batches as one process (default: $RANK or 0).", show_default=False),
     num_shards: int | None = typer.Option(None, "--num-shards", help="N of --shard-index (default: $WORLD_SIZE or 1).", show_default=False),
     classes: str = typer.Option("all", "--classes", help="Comma-separated classes to fit, or 'all'."),
     split: str | None = typer.Option(None, "--split", help="Fit only this split (train, val, test)."),
@@ -91,18 +91,19 @@ def fit_nerfs(
         num_shards=count, device=dev, backend=backend, classes=chosen, split=split,
         limit=limit, progress=progress,
     )
-    typer.echo(f"preset {name} on {summary.device} ({summary.backend}); shard {index + 1}/{count}")
+    label = f"shard {index + 1}/{count}: " if count > 1 else ""
+    typer.echo(f"{label}preset {name} on {summary.device} ({summary.backend})" + ("" if label else "; shard 1/1"))
     for a in summary.archs.values():
         psnr = f"{a.mean_psnr:.2f} dB" if math.isfinite(a.mean_psnr) else "n/a"
         rate = f"{a.nerfs_per_min:.2f} NeRFs/min" if a.fitted else "-"
         on = ", ".join(f"{n} on {PSNR_ON.get(k, k)}" for k, n in sorted(a.psnr_on.items()) if k)
         typer.echo(
-            f"{a.arch}: fitted {a.fitted}, skipped {a.skipped}, mean held-out PSNR {psnr}"
+            f"{label}{a.arch}: fitted {a.fitted}, skipped {a.skipped}, mean held-out PSNR {psnr}"
             + (f" ({on})" if on else "") + f", {rate}"
         )
-    typer.echo(f"wrote {len(summary.shards)} shard(s) to {summary.out} in {summary.seconds:.1f} s")
+    typer.echo(f"{label}wrote {len(summary.shards)} shard(s) to {summary.out} in {summary.seconds:.1f} s")
     for key in summary.diverged:
-        typer.echo(f"error: {key}: the fit diverged (NaN or inf weights); not saved", err=True)
+        typer.echo(f"error: {label}{key}: the fit diverged (NaN or inf weights); not saved", err=True)
     if summary.diverged:
         raise fail(
             f"{len(summary.diverged)} fit(s) diverged (listed above; the others are saved): "

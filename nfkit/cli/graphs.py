@@ -55,12 +55,19 @@ def build_graphs_cmd(
     progress: bool = typer.Option(
         True, "--progress/--no-progress", help="Show a progress bar on stderr."
     ),
+    shard_index: int | None = typer.Option(
+        None, "--shard-index", help="Build NeRF shards i with i % N == I (default: $RANK or 0).", show_default=False
+    ),
+    num_shards: int | None = typer.Option(
+        None, "--num-shards", help="N of --shard-index (default: $WORLD_SIZE or 1).", show_default=False
+    ),
 ) -> None:
     """Turn NeRF weights into parameter graphs (MLP, tri-plane and hash-grid NeRFs).
 
     Outputs that are complete and built from their input as it is now are skipped, so a rerun resumes. A corrupt or unreadable NeRF shard is reported on stderr while the others are still built; the exit code is then 1. Layout of the graphs: data_specs/graph-shard-v1.md.
     """
     from nfkit.graphs.convert import build_graphs, format_stats, graph_stats
+    from nfkit.io.shards import shard_from_env
     from nfkit.workspace import default, default_input
 
     out = default(out, "graphs")
@@ -68,6 +75,8 @@ def build_graphs_cmd(
         nerfs = default_input(None, "nerfs")
     if not nerfs and not out.is_dir():
         raise FileNotFoundError(f"{out}: no such graph folder")
+    index, count = shard_from_env(shard_index, num_shards)
+    label = f"shard {index + 1}/{count}: " if count > 1 else ""
     counts = {"built": 0, "skipped": 0, "filtered": 0, "failed": 0}
     graphs = 0
     for r in build_graphs(
@@ -78,19 +87,21 @@ def build_graphs_cmd(
         nf2vec_width=nf2vec_width,
         force=force,
         progress=progress,
+        shard_index=index,
+        num_shards=count,
     ):
         counts[r.status] += 1
         if r.status == "failed":
-            typer.echo(f"error: {r.message}", err=True)
+            typer.echo(f"error: {label}{r.message}", err=True)
         elif r.status == "built":
             graphs += r.graphs
     if nerfs:
         typer.echo(
-            f"built {graphs} graphs in {counts['built']} shard(s) -> {out} "
+            f"{label}built {graphs} graphs in {counts['built']} shard(s) -> {out} "
             f"({counts['skipped']} up to date, {counts['filtered']} filtered out by --arch, "
             f"{counts['failed']} failed)"
         )
-    if stats:
+    if stats and index == 0:
         table = graph_stats(out) if out.is_dir() else []
         typer.echo(format_stats(table) if table else f"no graph shards in {out}")
     if counts["failed"]:

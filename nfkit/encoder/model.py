@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -83,13 +83,16 @@ class EncoderModel(nn.Module):
         items: Sequence[tuple[str, int]],
         max_block_edges: int = 0,
         readout_edges: int = 0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Callable[[str], torch.Generator] | None = None,
         chunk: int = 0,
     ) -> Tensor:
         """Embeddings of graphs ``items`` = [(arch, row)], grouped by architecture internally.
 
         ``max_block_edges`` / ``readout_edges`` sample edges (training; the same subset for every graph
-        of an architecture in the call). ``chunk`` > 0 embeds at most that many graphs at once.
+        of an architecture in the call), drawn from ``generator``, or from ``generator(arch)`` when
+        it is a function of the architecture's name (training: one generator per architecture and
+        step, so that the subset does not depend on which other graphs share the call).
+        ``chunk`` > 0 embeds at most that many graphs at once.
         """
         device = next(self.parameters()).device
         out: list[Tensor | None] = [None] * len(items)
@@ -102,7 +105,8 @@ class EncoderModel(nn.Module):
             step = chunk if chunk > 0 else len(rows)
             for s in range(0, len(rows), step):
                 part = rows[s : s + step]
-                emb = self._embed_group(group, part, device, max_block_edges, readout_edges, generator)
+                gen = generator(arch) if callable(generator) else generator
+                emb = self._embed_group(group, part, device, max_block_edges, readout_edges, gen)
                 for j, k in enumerate(ks[s : s + step]):
                     out[k] = emb[j]
         emb = torch.stack(out)  # type: ignore[arg-type]

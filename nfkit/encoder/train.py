@@ -9,22 +9,49 @@ frozen NeRF (:mod:`nfkit.encoder.targets`). ``L = L_R + λ·L_C`` (``r+c``), ``L
 
 Every epoch writes ``last.h5`` (weights + optimizer state); ``best.h5`` is the checkpoint with
 the best validation (decoder PSNR on validation NeRFs for r and r+c, validation SigLIP loss for
-c). ``resume=True`` continues from ``last.h5`` exactly: every random draw of epoch ``e`` comes
-from a generator seeded by (seed, e, step), so a resumed run equals an uninterrupted one.
+c). ``resume=True`` continues from ``last.h5`` exactly: every random draw of a step comes from
+generators seeded by (seed, epoch, step) and the architecture (edge subsets) or the graph's
+position in the step's batch (rays, background colour, background points)
+(:class:`StepRandom`), so a resumed run equals an uninterrupted one.
+
+**Data-parallel** (``dist``, a :class:`nfkit.distributed.Dist` of ``world`` W > 1, under
+torchrun): every rank loads the same data and walks the same schedule; each step's batch (the
+single-process one: ``batch_objects`` objects, 2 graphs each) is cut into W contiguous parts
+and rank r embeds and decodes part r only. The embeddings are gathered (with gradients) into the
+whole batch on every rank, so that the SigLIP loss is computed on the **global batch** (every
+object's negatives are the other objects of the whole step, as in a single process) and the
+decoder's embedding normalisation uses the whole batch's statistics (a synchronised
+BatchNorm). Each rank's rendering loss is weighted by its share of the graphs and the gradients
+are averaged over the ranks (one all-reduce per step), which gives the gradient of the
+single-process loss; the random draws depend on the graph, not on the rank (:class:`StepRandom`),
+so a W-rank step equals a single-process step up to floating-point rounding. Rank 0 renders the
+targets (the others read its cache), validates, writes the checkpoints and logs, and measures
+the embedding statistics at the end; every epoch checks that the ranks still hold the same
+weights. The nf2vec encoder's own BatchNorm layers see each rank's part only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from nfkit.distributed import (
+    Dist,
+    average_gradients,
+    broadcast_module,
+    check_replicas,
+    gather_rows,
+    split_bounds,
+)
 from nfkit.encoder.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -58,8 +85,25 @@ class TrainSummary:
     archs: list[str] = field(default_factory=list)
 
 
-def _step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch * 10_007 + step)
+class StepRandom:
+    """The random generators of one training step, each seeded by (seed, epoch, step) and what
+    it draws for: :meth:`edges` per architecture (the edge subset of every graph of that
+    architecture), :meth:`item` per graph position in the step's batch (its rays, background
+    colour and background points). No draw depends on which other graphs a call holds, so a
+    step split over data-parallel ranks draws what the whole step draws in one process."""
+
+    def __init__(self, seed: int, epoch: int, step: int) -> None:
+        self.key = [int(seed) % 2**32, int(epoch), int(step)]
+
+    def _generator(self, *tag: int) -> torch.Generator:
+        state = np.random.SeedSequence([*self.key, *tag]).generate_state(2, np.uint32)
+        return torch.Generator().manual_seed((int(state[0]) << 31) ^ int(state[1]))
+
+    def edges(self, arch: str) -> torch.Generator:
+        return self._generator(0, zlib.crc32(arch.encode()))
+
+    def item(self, k: int) -> torch.Generator:
+        return self._generator(1, int(k))
 
 
 def target_spec(config: EncoderConfig) -> TargetSpec:
@@ -102,23 +146,23 @@ def match_nerfs(bank: GraphBank, nerfs, progress: bool = False) -> dict[tuple[st
     return found
 
 
-def _decoder_loss(model, emb, targets: list[NerfTargets], config: EncoderConfig, gen: torch.Generator):
-    """Rendering loss of a batch: fg rays through each NeRF's grid + bg points."""
+def _decoder_loss(model, emb, targets: list[NerfTargets], config: EncoderConfig, gens: list[torch.Generator]):
+    """Rendering loss of a batch: fg rays through each NeRF's grid + bg points; NeRF ``i``'s
+    draws come from ``gens[i]`` (rays, then its background colour, then background points)."""
     device = emb.device
-    b = emb.shape[0]
-    idx_r = [torch.randint(t.origins.shape[0], (config.fg_rays,), generator=gen) for t in targets]
+    idx_r = [torch.randint(t.origins.shape[0], (config.fg_rays,), generator=g) for t, g in zip(targets, gens, strict=True)]
     origins = torch.stack([t.origins[i] for t, i in zip(targets, idx_r, strict=True)]).to(device)
     dirs = torch.stack([t.dirs[i] for t, i in zip(targets, idx_r, strict=True)]).to(device)
     rgb_t = torch.stack([t.rgb[i] for t, i in zip(targets, idx_r, strict=True)]).to(device)
     op_t = torch.stack([t.opacity[i] for t, i in zip(targets, idx_r, strict=True)]).to(device)
-    background = torch.rand(b, 3, generator=gen).to(device)
+    background = torch.stack([torch.rand(3, generator=g) for g in gens]).to(device)
     grid = grid_of([t.grid.to(device) for t in targets])
     field_fn = model.decoder.field(emb)
     out = render_batch(field_fn, origins, dirs, config.render_samples, grid, background=background)
     fg_target = rgb_t + (1.0 - op_t)[..., None] * background[:, None, :]
     bg_pred = bg_target = None
     if config.bg_points > 0:
-        idx_b = [torch.randint(t.bg_points.shape[0], (config.bg_points,), generator=gen) for t in targets]
+        idx_b = [torch.randint(t.bg_points.shape[0], (config.bg_points,), generator=g) for t, g in zip(targets, gens, strict=True)]
         pts = torch.stack([t.bg_points[i] for t, i in zip(targets, idx_b, strict=True)]).to(device)
         rgb, sigma = model.decoder(emb, pts)
         step = (1.4 * math.sqrt(3.0)) / config.render_samples
@@ -274,13 +318,17 @@ def pretrain_encoder(
     archs: list[str] | None = None,
     progress: bool = True,
     stop_after: int = 0,
+    dist: Dist | None = None,
 ) -> TrainSummary:
     """Train an encoder on the graphs (and, for r / r+c, the NeRFs they came from).
 
     ``stop_after`` > 0 runs at most that many epochs in this call (the schedule still spans
-    ``config.epochs``); rerun with ``resume=True`` to continue."""
+    ``config.epochs``); rerun with ``resume=True`` to continue. ``dist``: this process's rank in
+    a data-parallel run (module docstring); every rank calls this with the same arguments."""
     from tqdm import tqdm
 
+    dist = dist or Dist()
+    progress = progress and dist.main
     t_start = time.perf_counter()
     out = Path(out)
     last_path, best_path = out / "last.h5", out / "best.h5"
@@ -321,7 +369,11 @@ def pretrain_encoder(
             raise UserError("the rendering loss (r, r+c) needs the NeRFs: give NERFS")
         records = match_nerfs(bank, nerfs)
         keys = sorted(records)
+        if not dist.main:  # rank 0 renders the targets into the cache; the others read it
+            dist.barrier()
         tlist = targets_for([records[k] for k in keys], target_spec(config), out / "targets.h5", progress=progress)
+        if dist.main:
+            dist.barrier()
         targets = dict(zip(keys, tlist, strict=True))
 
     torch.manual_seed(config.seed)
@@ -354,8 +406,10 @@ def pretrain_encoder(
         start_epoch, step = ckpt.epoch, ckpt.step
         history, best_metric, best_epoch = list(ckpt.history), ckpt.best_metric, ckpt.best_epoch
         log.info("resuming %s at epoch %d", last_path, start_epoch)
+    broadcast_module(dist, model)  # equal already (same seed, same checkpoint); made sure
+    params = list(model.parameters())
 
-    validator = _Validator(bank, val_items, records, targets, config, device) if val_items else None
+    validator = _Validator(bank, val_items, records, targets, config, device) if val_items and dist.main else None
     trained = {
         a: {
             "fingerprint": g.arch_fingerprint,
@@ -380,28 +434,50 @@ def pretrain_encoder(
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", disable=not progress, leave=False)
         for bi, batch in enumerate(bar):
             t0 = time.perf_counter()
-            gen = _step_generator(config.seed, epoch, bi)
+            rand = StepRandom(config.seed, epoch, bi)
             items = []
             for key, a, b in batch:
                 items += [(a, train_objects[key][a]), (b, train_objects[key][b])]
-            batch_targets = [targets[it] for it in items] if targets is not None else None
+            # this rank's part of the step's batch (all of it in a single process)
+            bounds = split_bounds(len(items), dist.world)
+            lo, hi = bounds[dist.rank]
+            share = (hi - lo) / len(items)
+            mine = items[lo:hi]
+            batch_targets = [targets[it] for it in mine] if targets is not None else None
             t_load += time.perf_counter() - t0
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                emb = model.embed(bank, items, config.max_block_edges, config.readout_edges, gen)
+                if mine:
+                    emb_mine = model.embed(bank, mine, config.max_block_edges, config.readout_edges, rand.edges)
+                else:  # more ranks than graphs in this step: join the collectives with nothing
+                    emb_mine = torch.zeros((0, config.embed_dim), device=device, requires_grad=True)
+                emb = gather_rows(dist, emb_mine, [b - a for a, b in bounds])  # the whole batch, in order
                 loss = emb.new_zeros(())
                 loss_r = loss_c = None
-                if model.decoder is not None:
-                    loss_r = _decoder_loss(model, emb.float(), batch_targets, config, gen)
-                    loss = loss + loss_r
+                if model.decoder is not None and mine:
+                    stats = model.decoder.batch_stats_from(emb.float()) if dist.enabled else contextlib.nullcontext()
+                    with stats:
+                        loss_r = _decoder_loss(model, emb[lo:hi].float(), batch_targets, config,
+                                               [rand.item(k) for k in range(lo, hi)])
+                    # weighted by this rank's share: the ranks' average gradient is the gradient
+                    # of the mean over the whole batch
+                    loss = loss + loss_r * (share * dist.world)
                 if model.siglip is not None:
                     distinct = [i for i, (_, a, b) in enumerate(batch) if a != b]
-                    if len(distinct) >= 1:
+                    if len(distinct) >= 1:  # on the whole batch, identical on every rank
                         u, v = emb[0::2][distinct].float(), emb[1::2][distinct].float()
                         loss_c = model.siglip(u, v)
                         loss = loss + (config.lambda_c * loss_c if model.decoder is not None else loss_c)
+                if dist.enabled:  # every rank runs the gather's backward, whatever its loss uses
+                    loss = loss + 0.0 * emb.float().sum()
             optimizer.zero_grad(set_to_none=True)
+            # the step's loss terms over the whole batch (the same on every rank)
+            terms = [
+                loss_r.detach().item() * share if loss_r is not None else 0.0,
+                loss_c.detach().item() / dist.world if loss_c is not None else 0.0,
+            ]
             if scaler is not None:
                 scaler.scale(loss).backward()
+                terms = average_gradients(dist, params, terms)
                 if config.grad_clip > 0:
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -409,18 +485,25 @@ def pretrain_encoder(
                 scaler.update()
             else:
                 loss.backward()
+                terms = average_gradients(dist, params, terms)
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
             scheduler.step()
             step += 1
-            if not math.isfinite(loss.item()):
-                raise UserError(f"training diverged at epoch {epoch + 1}, step {bi + 1} (loss {float(loss)}); lower --lr")
-            sums["loss"] += loss.item()
-            sums["loss_r"] += loss_r.item() if loss_r is not None else 0.0
-            sums["loss_c"] += loss_c.item() if loss_c is not None else 0.0
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            step_r, step_c = terms
+            has_c = model.siglip is not None and loss_c is not None
+            step_loss = (step_r if model.decoder is not None else 0.0) + (
+                (config.lambda_c * step_c if model.decoder is not None else step_c) if has_c else 0.0
+            )
+            if not math.isfinite(step_loss):
+                raise UserError(f"training diverged at epoch {epoch + 1}, step {bi + 1} (loss {step_loss}); lower --lr")
+            sums["loss"] += step_loss
+            sums["loss_r"] += step_r
+            sums["loss_c"] += step_c
+            bar.set_postfix(loss=f"{step_loss:.4f}")
         bar.close()
+        check_replicas(dist, model)
         seconds = time.perf_counter() - t_epoch
         entry = {k: v / max(len(batches), 1) for k, v in sums.items()}
         entry.update(epoch=epoch + 1, steps=len(batches), seconds=seconds, s_per_step=seconds / max(len(batches), 1),
@@ -443,28 +526,31 @@ def pretrain_encoder(
             vocabulary=vocab,
             nf2vec_width=nf2vec_width,
         )
-        if improved or (not best_path.exists() and validator is None):
-            save_checkpoint(best_path, ck, inputs)
-        ck.resume = resume_bytes(optimizer, scheduler, scaler)
-        save_checkpoint(last_path, ck, inputs)
+        if dist.main:  # the other ranks hold the same weights (check_replicas)
+            if improved or (not best_path.exists() and validator is None):
+                save_checkpoint(best_path, ck, inputs)
+            ck.resume = resume_bytes(optimizer, scheduler, scaler)
+            save_checkpoint(last_path, ck, inputs)
         epochs_run += 1
         msg = f"epoch {epoch + 1}: loss {entry['loss']:.4f}"
         if "val_psnr" in entry:
             msg += f", val PSNR {entry['val_psnr']:.2f} dB (floor {entry['val_psnr_floor']:.2f})"
         if "val_siglip" in entry:
             msg += f", val SigLIP {entry['val_siglip']:.3f}"
-        log.info(msg)
+        if dist.main:
+            log.info(msg)
         if progress:
             tqdm.write(msg)
         if stop_after > 0 and epochs_run >= stop_after and epoch + 1 < config.epochs:
             log.info("stopping after %d epoch(s) as asked; resume to continue", epochs_run)
             break
-    if not best_path.exists() and last_path.exists():
+    if dist.main and not best_path.exists() and last_path.exists():
         # no validation split: the last checkpoint is the best one known
         save_checkpoint(best_path, load_checkpoint(last_path), inputs)
-    if model.scales() and epochs_run > 0:
+    if dist.main and model.scales() and epochs_run > 0:
         train_items = [(a, r) for v in train_objects.values() for a, r in v.items()]
         _store_embedding_stats(model, bank, train_items, [last_path, best_path], inputs, progress)
+    dist.barrier()  # every rank returns once the checkpoints are complete
     return TrainSummary(
         out=out,
         epochs_run=epochs_run,

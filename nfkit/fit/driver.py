@@ -11,7 +11,17 @@ Layout of the output folder::
                                   existing name
 
 A shard is written atomically when its batch finishes: killing a run loses at most the
-NeRFs in flight. A rerun skips the NeRFs already stored (key ``class/object_id``, read from
+NeRFs in flight.
+
+Sharding (``--shard-index/--num-shards``, or torchrun's ``RANK/WORLD_SIZE``) deals whole
+batches: batch ``j`` (objects ``j·B .. j·B+B-1`` of the sorted list, B = ``batch_nerfs``) goes
+to shard ``j % N``. A NeRF's fit depends on its batch (the batch's random seed comes from its
+first object, and the NeRFs of a batch draw rays and backgrounds from one generator), so dealing
+batches rather than objects makes a sharded run fit the same batches, and write the same
+weights, as a single process. The shared files are written by every shard, safely:
+``inits/`` are deterministic (the same seed gives the same file) and written atomically;
+``fit_config.json`` is rewritten (atomically) only when its content changes, and every shard of
+one run computes the same content. A rerun skips the NeRFs already stored (key ``class/object_id``, read from
 every shard in OUT/<arch>), whatever ``--classes/--split/--limit`` selected then or now, so no
 rerun overwrites a finished NeRF. Fitting new NeRFs into OUT with another resolved config than
 the one in fit_config.json is refused (one line listing the differences): a folder holds NeRFs
@@ -238,6 +248,8 @@ def _write_config(out: Path, config: FitConfig, specs, inits, extra: dict) -> di
         **extra,
         "datasets": datasets,
     }
+    if resolved == old:  # e.g. another shard of this run wrote it already
+        return resolved
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
@@ -299,7 +311,7 @@ def fit_dataset(
     plans = {
         s.name: plan_work(
             entries, key, completed_keys(out / s.name, s, inits[s.name].fingerprint),
-            shard_index, num_shards, config.batch_nerfs,
+            shard_index, num_shards, config.batch_nerfs, shard_group=config.batch_nerfs,
         )
         for s in specs
     }

@@ -29,7 +29,7 @@ from nfkit.graphs.store import (
     find_graph_shards,
 )
 from nfkit.io.artifacts import ArtifactError, fingerprint_path, open_artifact
-from nfkit.io.shards import plan_work, run_work
+from nfkit.io.shards import plan_work, run_work, shard_selection
 from nfkit.nerf.specs import ArchSpec
 from nfkit.nerf.store import find_shards, read_nerf_shard, read_shard_spec
 
@@ -193,12 +193,20 @@ def build_graphs(
     nf2vec_width: int | None = None,
     force: bool = False,
     progress: bool = False,
+    shard_index: int = 0,
+    num_shards: int = 1,
 ) -> Iterator[ShardResult]:
     """Build the graph shard of every NeRF shard under ``inputs`` into ``out_dir``.
 
     ``archs`` keeps only those architecture names; outputs that are up to date are skipped
     unless ``force``. A shard that cannot be read or converted yields a ``failed`` result with a
     one-line message; the others are still built.
+
+    ``shard_index``/``num_shards``: this worker takes the NeRF shards ``i % num_shards ==
+    shard_index`` of the sorted list of inputs kept by ``archs`` (unreadable ones included, so
+    that each is reported by one worker); the list does not depend on what is built already,
+    so workers starting at different times split it the same way. ``filtered`` results are
+    reported by worker 0 only.
     """
     if nf2vec_width is not None and nf2vec_width < 1:
         raise ConfigError(f"--nf2vec-width must be positive, got {nf2vec_width}")
@@ -210,14 +218,22 @@ def build_graphs(
         raise UserError(
             f"no NeRF shards (*.h5 nerf-shard artifacts) found in {', '.join(map(str, inputs))}"
         )
+    candidates: list[tuple[Path, Path, ArchSpec | None, int, str]] = []
     for src, out, _ in planned:
         try:
             spec, _, count = read_shard_spec(src)
         except SHARD_ERRORS as exc:
-            yield ShardResult(src, out, "failed", message=_one_line(exc, src))
+            candidates.append((src, out, None, 0, _one_line(exc, src)))
             continue
         if keep is not None and spec.name.lower() not in keep:
-            yield ShardResult(src, out, "filtered", spec.name, count)
+            if shard_index == 0:
+                yield ShardResult(src, out, "filtered", spec.name, count)
+            continue
+        candidates.append((src, out, spec, count, ""))
+    mine = [candidates[i] for i in shard_selection(len(candidates), shard_index, num_shards)]
+    for src, out, spec, count, error in mine:
+        if spec is None:
+            yield ShardResult(src, out, "failed", message=error)
             continue
         width = resolve_nf2vec_width(spec, nf2vec, nf2vec_width)
         if not force and is_up_to_date(out, src, width):
@@ -236,6 +252,7 @@ def build_graphs(
         return result
 
     plan = plan_work(jobs, key=lambda j: str(j.output))
+    plan.shard_index, plan.num_shards = shard_index, num_shards  # for the progress bar's label
     for _batch, result in run_work(
         plan, build, progress=progress, desc="build-graphs", unit="graph", weight=lambda j: j.count
     ):

@@ -9,10 +9,15 @@ A stage that turns many items (objects, NeRFs, graphs) into shard artifacts does
 
 1. **plan**: this worker's items are positions ``i % num_shards == shard_index`` of the full
    (sorted) list (``--shard-index/--num-shards``, else torchrun's ``RANK/WORLD_SIZE``:
-   :func:`shard_from_env`);
+   :func:`shard_from_env`), or, with ``shard_group=G``, the groups of ``G`` consecutive items
+   ``j`` with ``j % num_shards == shard_index`` (fit-nerfs: a group is one batch, so a sharded
+   run fits the same batches as a single process). The list is sharded before complete items
+   are dropped, so workers that start at different times still split it the same way;
 2. **skip complete**: items whose key is in ``done`` (read from the shards already on disk, so
    resume never depends on how the list was filtered);
-3. **process** the rest in batches, with one tqdm bar (:func:`progress_bar`);
+3. **process** the rest in batches, with one tqdm bar (:func:`progress_bar`; labelled
+   ``[shard i/N]`` when sharded, and under torchrun shown only by the first process of each
+   machine, ``LOCAL_RANK`` 0);
 4. **write atomically** to a name that never collides with an existing shard
    (:func:`fresh_shard_path`: derived from the keys the shard holds, never reused).
 """
@@ -33,13 +38,16 @@ R = TypeVar("R")
 
 
 # ---------------------------------------------------------------------- which items
-def shard_selection(n_items: int, shard_index: int, num_shards: int) -> list[int]:
-    """Positions ``i`` of ``range(n_items)`` with ``i % num_shards == shard_index``."""
+def shard_selection(n_items: int, shard_index: int, num_shards: int, group: int = 1) -> list[int]:
+    """Positions ``i`` of ``range(n_items)`` with ``(i // group) % num_shards == shard_index``:
+    groups of ``group`` consecutive items dealt round-robin (``group=1``: single items)."""
     if num_shards < 1:
         raise ConfigError(f"--num-shards must be >= 1, got {num_shards}")
     if not 0 <= shard_index < num_shards:
         raise ConfigError(f"--shard-index {shard_index} is outside 0..{num_shards - 1}")
-    return [i for i in range(n_items) if i % num_shards == shard_index]
+    if group < 1:
+        raise ConfigError(f"shard group must be >= 1, got {group}")
+    return [i for i in range(n_items) if (i // group) % num_shards == shard_index]
 
 
 def shard_from_env(
@@ -72,6 +80,13 @@ class WorkPlan(Generic[T]):
     """``selected`` minus the complete ones"""
     batch_size: int = 1
     keys: dict[int, str] = field(default_factory=dict, repr=False)
+    shard_index: int = 0
+    num_shards: int = 1
+
+    @property
+    def label(self) -> str:
+        """``[shard 2/4]`` (1-based) when the work is sharded, else ``""``."""
+        return f"[shard {self.shard_index + 1}/{self.num_shards}]" if self.num_shards > 1 else ""
 
     @property
     def skipped(self) -> int:
@@ -90,18 +105,20 @@ def plan_work(
     shard_index: int = 0,
     num_shards: int = 1,
     batch_size: int = 1,
+    shard_group: int = 1,
 ) -> WorkPlan[T]:
-    """Select this worker's items and drop those whose ``key`` is in ``done``."""
+    """Select this worker's items (groups of ``shard_group`` consecutive items, dealt
+    round-robin) and drop those whose ``key`` is in ``done``."""
     if batch_size < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-    selected = [items[i] for i in shard_selection(len(items), shard_index, num_shards)]
+    selected = [items[i] for i in shard_selection(len(items), shard_index, num_shards, shard_group)]
     done = set(done)
     keys = [key(item) if key is not None else str(item) for item in selected]
     dup = {k for k in keys if keys.count(k) > 1} if len(set(keys)) != len(keys) else set()
     if dup:
         raise ConfigError(f"two work items share the key {sorted(dup)[0]!r}")
     todo = [item for item, k in zip(selected, keys, strict=True) if k not in done]
-    return WorkPlan(selected, todo, batch_size)
+    return WorkPlan(selected, todo, batch_size, shard_index=shard_index, num_shards=num_shards)
 
 
 # ---------------------------------------------------------------------- progress
@@ -123,8 +140,11 @@ class Progress:
 
 @contextlib.contextmanager
 def progress_bar(total: int, desc: str, unit: str = "item", enabled: bool = True) -> Iterator[Progress]:
-    """The one progress-bar set-up of nfkit (tqdm on stderr), closed on exit."""
-    if not enabled or total <= 0:
+    """The one progress-bar set-up of nfkit (tqdm on stderr), closed on exit. Under torchrun
+    only the first process of each machine shows one (:func:`nfkit.io.launch.shows_progress`)."""
+    from nfkit.io.launch import shows_progress
+
+    if not enabled or total <= 0 or not shows_progress():
         yield Progress()
         return
     from tqdm.auto import tqdm
@@ -149,10 +169,11 @@ def run_work(
     """Process ``plan.batches()`` in order, yielding ``(batch, process(batch))``.
 
     The bar advances by ``weight(item)`` per item (default 1) once its batch is done; ``note``
-    turns a result into text shown after the bar.
+    turns a result into text shown after the bar; a sharded plan's bar says which shard it is.
     """
     w = weight or (lambda _item: 1)
     total = sum(w(item) for item in plan.todo)
+    desc = f"{desc} {plan.label}".strip()
     with progress_bar(total, desc, unit, progress) as bar:
         for batch in plan.batches():
             result = process(batch)

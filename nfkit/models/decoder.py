@@ -23,6 +23,8 @@ reproduces.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +60,7 @@ class ImplicitDecoder(nn.Module):
         # Standardises each embedding dimension over the batch (running statistics when
         # decoding in eval mode): see the module docstring.
         self.embed_norm = nn.BatchNorm1d(spec.embed_dim, affine=False) if spec.normalize_embedding else None
+        self._batch_stats: _BatchStats | None = None  # set by batch_stats_from
         self.l1 = nn.Linear(d, h)
         self.l2 = nn.Linear(h, h)
         self.skip = nn.Linear(d, h)
@@ -76,7 +79,9 @@ class ImplicitDecoder(nn.Module):
         in_scale = getattr(self, "in_scale", None)  # set by EncoderModel with embed_norm
         if in_scale is not None:
             embedding = in_scale.inverse(embedding)
-        if self.embed_norm is not None:
+        if self.embed_norm is not None and self._batch_stats is not None:
+            embedding = self._batch_stats(embedding)
+        elif self.embed_norm is not None:
             if self.training and embedding.shape[0] == 1:
                 raise ValueError("a normalised decoder trains on batches of 2 or more embeddings")
             embedding = self.embed_norm(embedding)
@@ -94,6 +99,25 @@ class ImplicitDecoder(nn.Module):
         h = torch.relu(self.l4(h))
         return self.out(h)
 
+    @contextlib.contextmanager
+    def batch_stats_from(self, embedding: Tensor) -> Iterator[None]:
+        """While active, the embedding normalisation (``normalize_embedding``) uses the batch
+        statistics of ``embedding`` (B', D), whatever batch a call sees: data-parallel training
+        passes the whole step's batch gathered from every rank, so each rank decodes its part as
+        if the batch were one (a synchronised BatchNorm, gradients included). The running
+        statistics are updated per call, as a BatchNorm does. Nothing changes without
+        ``normalize_embedding``."""
+        if self.embed_norm is None:
+            yield
+            return
+        in_scale = getattr(self, "in_scale", None)
+        full = in_scale.inverse(embedding) if in_scale is not None else embedding
+        self._batch_stats = _BatchStats(self.embed_norm, full)
+        try:
+            yield
+        finally:
+            self._batch_stats = None
+
     def forward(self, embedding: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         out = self.raw(embedding, x)
         rgb = torch.sigmoid(out[..., :3])
@@ -106,6 +130,33 @@ class ImplicitDecoder(nn.Module):
         """The decoder conditioned on B embeddings, as a radiance field of B objects
         (``nfkit.nerf.radiance.RadianceField``: renderers and grid builders take it)."""
         return DecodedField(self, embedding)
+
+
+class _BatchStats:
+    """``bn`` (a BatchNorm1d) with the statistics of a given batch instead of its input's."""
+
+    def __init__(self, bn: nn.BatchNorm1d, full: Tensor) -> None:
+        if full.shape[0] < 2:
+            raise ValueError("a normalised decoder trains on batches of 2 or more embeddings")
+        self.bn, self.n = bn, int(full.shape[0])
+        self.mean = full.mean(dim=0)
+        self.var = full.var(dim=0, unbiased=False)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        bn = self.bn
+        if not bn.training:
+            return bn(x)
+        if bn.track_running_stats and bn.running_mean is not None:
+            with torch.no_grad():
+                bn.num_batches_tracked += 1
+                m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+                bn.running_mean.mul_(1.0 - m).add_(self.mean.detach().to(bn.running_mean.dtype), alpha=m)
+                unbiased = self.var.detach() * (self.n / (self.n - 1))
+                bn.running_var.mul_(1.0 - m).add_(unbiased.to(bn.running_var.dtype), alpha=m)
+        y = (x - self.mean) * torch.rsqrt(self.var + bn.eps)
+        if bn.affine:
+            y = y * bn.weight + bn.bias
+        return y
 
 
 class DecodedField:
