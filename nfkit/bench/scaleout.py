@@ -1,6 +1,6 @@
 """Scale-out check: every stage in one process next to ``torchrun --nproc-per-node N``.
 
-``python -m nfkit.bench.scaleout --out DIR [--nproc 2] [--objects 5] [--classes ...] [--epochs 8]``
+``python -m nfkit.bench.scaleout --out DIR [--nproc 2] [--objects 6] [--classes ...] [--epochs 12]``
 
 In the workspace ``DIR`` it generates a small procedural dataset, then runs each stage twice,
 as a user would (``python -m nfkit STAGE ...`` and ``torchrun --standalone --nproc-per-node N
@@ -143,12 +143,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m nfkit.bench.scaleout", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="workspace (data/, one/, two/, enc-*/, scaleout.json/.md)")
     ap.add_argument("--nproc", type=int, default=2, help="processes of the torchrun runs (default 2)")
-    ap.add_argument("--objects", type=int, default=5, help="objects per class (default 5)")
+    ap.add_argument("--objects", type=int, default=6, help="objects per class (default 6)")
     ap.add_argument("--classes", default="airplane,car,chair,lamp", help="classes of the dataset")
     ap.add_argument("--views", type=int, default=12)
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--fit-steps", type=int, default=60, help="fit-nerfs steps (cpu preset otherwise)")
-    ap.add_argument("--epochs", type=int, default=8, help="pretrain-encoder epochs")
+    ap.add_argument("--epochs", type=int, default=12, help="pretrain-encoder epochs (default 12, the cpu preset's)")
     ap.add_argument("--enc-preset", default="cpu")
     ap.add_argument("--single-threads", type=int, default=1, help="OMP_NUM_THREADS of the single-process runs (0: unset)")
     a = ap.parse_args(argv)
