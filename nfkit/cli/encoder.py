@@ -40,6 +40,8 @@ def pretrain_encoder_cmd(
     from nfkit.encoder.train import pretrain_encoder
     from nfkit.fit.config import parse_set_options
     from nfkit.fit.malloc import tune_malloc
+    from nfkit.io.artifacts import atomic_path
+    from nfkit.io.lock import output_folder
 
     tune_malloc()
     dev = resolve_device(device)
@@ -51,11 +53,13 @@ def pretrain_encoder_cmd(
     graphs = workspace.default(graphs, "graphs")
     nerfs_path = workspace.default(nerfs, "nerfs")
     out = workspace.default(out, "encoder")
-    summary = pretrain_encoder(
-        graphs, nerfs_path if config.uses_decoder else None, out, config, device=dev,
-        resume=resume, force=force, archs=arch or None, progress=progress,
-    )
-    (out / "train_log.json").write_text(json.dumps({"preset": name, "config": config.to_dict(), "history": summary.history}, indent=1))
+    with output_folder(out, "--out"):  # held until train_log.json is written too
+        summary = pretrain_encoder(
+            graphs, nerfs_path if config.uses_decoder else None, out, config, device=dev,
+            resume=resume, force=force, archs=arch or None, progress=progress,
+        )
+        with atomic_path(out / "train_log.json") as tmp:
+            tmp.write_text(json.dumps({"preset": name, "config": config.to_dict(), "history": summary.history}, indent=1))
     typer.echo(
         f"preset {name}, loss {config.loss}: {summary.n_train_graphs} training graphs of "
         f"{summary.n_train_objects} objects ({', '.join(summary.archs)}), {summary.epochs_run} epoch(s) in {summary.seconds:.0f} s"
