@@ -46,6 +46,8 @@ def pretrain_encoder_cmd(
     from nfkit.encoder.train import pretrain_encoder
     from nfkit.fit.config import parse_set_options
     from nfkit.fit.malloc import tune_malloc
+    from nfkit.io.artifacts import atomic_path
+    from nfkit.io.lock import output_folder
 
     tune_malloc()
     dev = resolve_device(device)
@@ -59,15 +61,18 @@ def pretrain_encoder_cmd(
     out = workspace.default(out, "encoder")
     dist = init_distributed(dist_backend, dev)
     try:
-        summary = pretrain_encoder(
-            graphs, nerfs_path if config.uses_decoder else None, out, config, device=dev,
-            resume=resume, force=force, archs=arch or None, progress=progress, dist=dist,
-        )
+        with output_folder(out, "--out"):  # held until train_log.json is written too
+            summary = pretrain_encoder(
+                graphs, nerfs_path if config.uses_decoder else None, out, config, device=dev,
+                resume=resume, force=force, archs=arch or None, progress=progress, dist=dist,
+            )
+            if dist.main:  # rank 0 writes and reports
+                with atomic_path(out / "train_log.json") as tmp:
+                    tmp.write_text(json.dumps({"preset": name, "config": config.to_dict(), "history": summary.history}, indent=1))
     finally:
         dist.close()
-    if not dist.main:  # rank 0 writes and reports
+    if not dist.main:
         return
-    (out / "train_log.json").write_text(json.dumps({"preset": name, "config": config.to_dict(), "history": summary.history}, indent=1))
     ranks = f", data-parallel over {dist.world} ranks ({dist.backend})" if dist.enabled else ""
     typer.echo(
         f"preset {name}, loss {config.loss}{ranks}: {summary.n_train_graphs} training graphs of "

@@ -183,6 +183,12 @@ def load_clip(name: str, pretrained: str | None = None, device: str = "cpu", see
             " (no network here? copy the checkpoint and pass --clip-pretrained FILE, or train one: nfkit train-clip)"
         raise UserError(f"CLIP {name} with {what} could not be loaded{hint}: {msg[:240]}") from None
     model.eval()
+    fingerprint = weights_fingerprint(model)
+    if weights is not None and Path(weights).is_file():
+        expected = _recorded_fingerprint(Path(weights))
+        if expected is not None and expected != fingerprint:
+            raise UserError(f"{weights}: corrupt CLIP checkpoint (its weights do not match the fingerprint "
+                            "recorded when it was written)")
     cfg = oc.get_model_preprocess_cfg(model)
     size = cfg.get("size", 224)
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -196,9 +202,21 @@ def load_clip(name: str, pretrained: str | None = None, device: str = "cpu", see
         image_size=size,
         mean=tuple(float(v) for v in cfg.get("mean", oc.OPENAI_DATASET_MEAN)),
         std=tuple(float(v) for v in cfg.get("std", oc.OPENAI_DATASET_STD)),
-        fingerprint=weights_fingerprint(model),
+        fingerprint=fingerprint,
         device=str(device),
     )
+
+
+def _recorded_fingerprint(path: Path) -> str | None:
+    """The weights fingerprint that ``nfkit train-clip`` records in its checkpoints (None for
+    other files). Memory-mapped: the weights themselves are not read again."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not a zip checkpoint of ours: nothing recorded
+        return None
+    meta = ckpt.get("nfkit") if isinstance(ckpt, dict) else None
+    value = meta.get("weights_fingerprint") if isinstance(meta, dict) else None
+    return str(value) if value else None
 
 
 @contextlib.contextmanager

@@ -27,7 +27,13 @@ import h5py
 import numpy as np
 
 from nfkit.errors import IncompatibleError, UserError
-from nfkit.io.artifacts import ArtifactError, open_artifact, register_reader, write_artifact
+from nfkit.io.artifacts import (
+    ArtifactError,
+    open_artifact,
+    read_checked,
+    register_reader,
+    write_artifact,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +112,9 @@ def read_clip_cache(path: str | Path) -> ClipCache:
     path = Path(path)
     with open_artifact(path, CLIP_CACHE) as f:
         try:
-            emb = f["embedding"][()].astype(np.float32)
-            idx = f["view_index"][()].astype(np.int64)
-            meta = {k: np.array([v.decode() if isinstance(v, bytes) else str(v) for v in f["meta"][k][()]], dtype=object)
+            emb = read_checked(f["embedding"], path).astype(np.float32)
+            idx = read_checked(f["view_index"], path).astype(np.int64)
+            meta = {k: np.array([v.decode() if isinstance(v, bytes) else str(v) for v in read_checked(f["meta"][k], path)], dtype=object)
                     for k in _META}
             a = f.attrs
             out = ClipCache(emb, idx, meta, str(a["views"]), str(a["clip_model"]), str(a["clip_pretrained"]),

@@ -38,7 +38,13 @@ from nfkit.clip.cache import ClipCache, check_same_clip
 from nfkit.config import Presets, StageConfig, group, option
 from nfkit.embed.store import EmbeddingSet
 from nfkit.errors import IncompatibleError, UserError
-from nfkit.io.artifacts import ArtifactError, open_artifact, register_reader, write_artifact
+from nfkit.io.artifacts import (
+    ArtifactError,
+    open_artifact,
+    read_checked,
+    register_reader,
+    write_artifact,
+)
 from nfkit.losses import SigLipLoss, cosine_loss
 from nfkit.models.clip_maps import MappingNet, apply
 
@@ -296,7 +302,7 @@ def _write_net(g, net: MappingNet) -> None:
 def _read_net(g, path: Path) -> MappingNet:
     net = MappingNet(int(g.attrs["in_dim"]), int(g.attrs["out_dim"]), json.loads(g.attrs["hidden"]))
     try:
-        net.load_state_dict({k: torch.from_numpy(g[k][()]) for k in net.state_dict()})
+        net.load_state_dict({k: torch.from_numpy(np.asarray(read_checked(g[k], path))) for k in net.state_dict()})
     except (KeyError, RuntimeError) as exc:
         raise ArtifactError(f"{path}: malformed mapping network ({exc.__class__.__name__})") from None
     return net.eval()

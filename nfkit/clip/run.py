@@ -12,6 +12,7 @@ from nfkit.clip.captions import DEFAULT_TEMPLATES
 from nfkit.clip.maps import clip_of_maps, load_maps
 from nfkit.embed.store import load_embeddings
 from nfkit.errors import UserError
+from nfkit.io.lock import locks_output
 
 
 def _gallery(embeddings, maps, split: str, archs: Sequence[str] | None):
@@ -95,6 +96,7 @@ def query_cli(embeddings, maps_path, photos: Sequence[Path] | None, text: str | 
     return q.what, hits, pngs
 
 
+@locks_output()
 def clip_eval_cli(embeddings, maps_path, query_views: str, modality, clip_model, clip_pretrained, templates, split,
                   archs, ks, nerfs, dataset, out: Path, render_resolution, device, progress):
     """Image -> NeRF and text -> NeRF class recall in each modality, with the shuffled control.

@@ -32,6 +32,7 @@ from nfkit.clip.maps import MapClipConfig, pair_views, save_maps, shuffled, trai
 from nfkit.embed.store import EmbeddingSet, load_embeddings
 from nfkit.errors import UserError
 from nfkit.io.artifacts import ArtifactError, atomic_path
+from nfkit.io.lock import output_folder
 
 log = logging.getLogger(__name__)
 
@@ -136,20 +137,20 @@ def run_map_clip(embeddings, out: str | Path, clip, config: MapClipConfig, datas
                  device: str = "cpu", progress: bool = False, extra_config: dict | None = None) -> MapClipSummary:
     """See the module. ``clip`` is a loaded :class:`~nfkit.clip.backend.ClipModel`."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    es = select_archs(load_embeddings(embeddings), archs)
-    cache = build_cache(es, clip, config.views, config.n_views, out, dataset, nerfs, render_resolution, device, progress)
-    pairs = pair_views(es, cache)
-    trained = train_pair(pairs, config, device, progress)
-    control = train_pair(shuffled(pairs, config.seed), config, device, progress, tag="control ") if config.control else None
-    resolved = {**config.to_dict(), **(extra_config or {}), "archs": sorted(set(pairs.archs.tolist()))}
-    maps = save_maps(out / MAPS_FILE, trained, control, clip.describe(), es.encoder_fingerprint, config.views,
-                     resolved, {"embeddings_encoder": es.encoder_fingerprint, "clip": clip.fingerprint})
-    summary = MapClipSummary(maps, cache.path or out, len(pairs.nerf), trained["metrics"],
-                             control["metrics"] if control else None, clip.describe())
-    with atomic_path(out / "map-clip.json") as tmp:
-        tmp.write_text(json.dumps(summary.to_json(), indent=2))
-    return summary
+    with output_folder(out, "--out"):  # refused while another run writes there
+        es = select_archs(load_embeddings(embeddings), archs)
+        cache = build_cache(es, clip, config.views, config.n_views, out, dataset, nerfs, render_resolution, device, progress)
+        pairs = pair_views(es, cache)
+        trained = train_pair(pairs, config, device, progress)
+        control = train_pair(shuffled(pairs, config.seed), config, device, progress, tag="control ") if config.control else None
+        resolved = {**config.to_dict(), **(extra_config or {}), "archs": sorted(set(pairs.archs.tolist()))}
+        maps = save_maps(out / MAPS_FILE, trained, control, clip.describe(), es.encoder_fingerprint, config.views,
+                         resolved, {"embeddings_encoder": es.encoder_fingerprint, "clip": clip.fingerprint})
+        summary = MapClipSummary(maps, cache.path or out, len(pairs.nerf), trained["metrics"],
+                                 control["metrics"] if control else None, clip.describe())
+        with atomic_path(out / "map-clip.json") as tmp:
+            tmp.write_text(json.dumps(summary.to_json(), indent=2))
+        return summary
 
 
 def summary_markdown(s: MapClipSummary | dict) -> str:

@@ -108,7 +108,7 @@ class TrainClipSummary:
 def train_clip(dataset: str | Path, out: str | Path, config: TrainClipConfig, device: str = "cpu",
                progress: bool = False) -> TrainClipSummary:
     """Train the small CLIP on ``dataset`` (see the module) and save the checkpoint ``out``."""
-    from nfkit.clip.backend import _bar, open_clip_module
+    from nfkit.clip.backend import _bar, open_clip_module, weights_fingerprint
     from nfkit.clip.captions import caption_variants, object_colour
     from nfkit.data.multiview import scan_dataset
 
@@ -179,7 +179,9 @@ def train_clip(dataset: str | Path, out: str | Path, config: TrainClipConfig, de
     model.eval()
     meta = {"model": config.model, "config": config.to_dict(), "dataset": str(Path(dataset).resolve()),
             "objects": n_obj, "views": n_v, "steps": total, "final_loss": float(np.mean(losses[-steps_per_epoch:])),
-            "example_captions": captions[0][:4]}
+            "example_captions": captions[0][:4],
+            # checked when the file is loaded (nfkit.clip.backend.load_clip): a damaged file is refused
+            "weights_fingerprint": weights_fingerprint(model)}
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out, suffix=".pt.tmp") as tmp:
         torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "nfkit": meta}, tmp)

@@ -31,6 +31,7 @@ from nfkit.clip.maps import ClipMaps
 from nfkit.embed.store import EmbeddingSet
 from nfkit.errors import UserError
 from nfkit.eval.metrics import accuracy
+from nfkit.io.lock import locks_output
 from nfkit.models.clip_maps import apply
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ def zero_shot_markdown(result: ZeroShotResult | dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@locks_output()
 def run_zero_shot(es: EmbeddingSet, maps: ClipMaps, clip, templates: Sequence[str] = DEFAULT_TEMPLATES,
                   split: str = "test", records: Sequence | None = None, baseline_views: Sequence[int] = DEFAULT_BASELINE_VIEWS,
                   cache=None, classes: Sequence[str] | None = None, resolution: int | None = None,

@@ -37,7 +37,8 @@ from nfkit.data.primitives import Part, deform, interior_point, normalize, objec
 from nfkit.data.raycast import render_views
 from nfkit.data.shapes import BUILDERS
 from nfkit.errors import ConfigError, UserError
-from nfkit.io.artifacts import sigterm_cleans_up
+from nfkit.io.artifacts import check_output_dir, sigterm_cleans_up
+from nfkit.io.lock import folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -371,8 +372,16 @@ def generate_dataset(
     out = Path(out)
     if preview is not None and Path(preview).suffix.lower() != ".png":
         raise UserError(f"--preview must name a .png file, got {preview}")
-    _check_output(out, overwrite)
+    check_output_dir(out.parent, "output folder")
     out.parent.mkdir(parents=True, exist_ok=True)
+    # one writer per dataset folder: the lock lives beside it (the folder itself is replaced)
+    with folder_lock(out.parent, f".{out.name}.nfkit.lock", what=f"{out}: another nfkit synth is writing this dataset"):
+        return _generate_locked(out, config, overwrite, preview, preview_views, progress)
+
+
+def _generate_locked(out: Path, config: SynthConfig, overwrite: bool, preview, preview_views: int,
+                     progress: bool) -> SynthSummary:
+    _check_output(out, overwrite)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     _remove_stale_partials(out)
     if tmp.exists():
@@ -405,10 +414,11 @@ def generate_dataset(
 
 
 def _remove_stale_partials(out: Path) -> None:
-    """Remove ``.<name>.partial-<pid>`` folders that killed runs of this host left."""
+    """Remove the ``.<name>.partial-<pid>`` (being written) and ``.<name>.old-<pid>`` (being
+    replaced) folders that killed runs of this host left."""
     from nfkit.io.artifacts import pid_alive
 
-    for old in out.parent.glob(f".{out.name}.partial-*"):
+    for old in [*out.parent.glob(f".{out.name}.partial-*"), *out.parent.glob(f".{out.name}.old-*")]:
         pid = old.name.rsplit("-", 1)[-1]
         if pid.isdigit() and old.is_dir() and not pid_alive(int(pid)):
             log.info("removing %s, left by a killed run", old)

@@ -28,6 +28,7 @@ from nfkit.io.artifacts import (
     ArtifactError,
     find_h5_files,
     open_artifact,
+    read_checked,
     register_kind,
     register_reader,
     write_artifact,
@@ -177,9 +178,9 @@ def read_embedding_shard(path: str | Path) -> EmbeddingSet:
     path = Path(path)
     with open_artifact(path, EMBEDDING_SHARD) as f:
         try:
-            emb = f["embedding"][()].astype(np.float32)
-            meta = {k: _decode(f["meta"][k][()]) for k in META_STR}
-            rows = f["meta"]["source_row"][()].astype(np.int64)
+            emb = read_checked(f["embedding"], path).astype(np.float32)
+            meta = {k: _decode(read_checked(f["meta"][k], path)) for k in META_STR}
+            rows = read_checked(f["meta"]["source_row"], path).astype(np.int64)
             count = int(f.attrs["count"])
             enc = str(f.attrs["encoder_fingerprint"])
             kind = str(f.attrs["encoder_kind"])

@@ -26,7 +26,14 @@ import numpy as np
 import torch
 
 from nfkit.encoder.config import EncoderConfig
-from nfkit.io.artifacts import ArtifactError, open_artifact, register_kind, write_artifact
+from nfkit.io.artifacts import (
+    ArtifactError,
+    open_artifact,
+    read_checked,
+    register_kind,
+    register_reader,
+    write_artifact,
+)
 
 ENCODER_KIND = "encoder"
 ENCODER_VERSION = 1
@@ -112,7 +119,7 @@ def load_checkpoint(path: str | Path, with_resume: bool = False) -> Checkpoint:
         try:
             config = EncoderConfig.from_dict(json.loads(f.attrs["nfkit_config"]))
             state = {
-                module: {name: torch.from_numpy(np.array(ds[()])) for name, ds in f["state"][module].items()}
+                module: {name: torch.from_numpy(np.array(read_checked(ds, path))) for name, ds in f["state"][module].items()}
                 for module in f["state"]
             }
             ckpt = Checkpoint(
@@ -127,7 +134,7 @@ def load_checkpoint(path: str | Path, with_resume: bool = False) -> Checkpoint:
                 vocabulary=str(f.attrs["vocabulary"]),
                 graph_version=int(f.attrs["graph_version"]),
                 nf2vec_width=int(f.attrs["nf2vec_width"]),
-                resume=bytes(f["resume"][()].tobytes()) if with_resume and "resume" in f else None,
+                resume=bytes(read_checked(f["resume"], path).tobytes()) if with_resume and "resume" in f else None,
                 path=path,
             )
             stored = str(f.attrs["encoder_fingerprint"])
@@ -135,11 +142,16 @@ def load_checkpoint(path: str | Path, with_resume: bool = False) -> Checkpoint:
             raise ArtifactError(f"{path}: malformed encoder checkpoint (missing {exc})") from None
         except (OSError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{path}: corrupt encoder checkpoint ({exc.__class__.__name__}: {exc})") from None
+    if not all(isinstance(n, str) for m in ckpt.state.values() for n in m):
+        raise ArtifactError(f"{path}: corrupt encoder checkpoint (a damaged tensor name)")
     if "encoder" not in ckpt.state:
         raise ArtifactError(f"{path}: encoder checkpoint without encoder weights")
     if ckpt.encoder_fingerprint != stored:
         raise ArtifactError(f"{path}: encoder weights do not match their fingerprint (corrupt file)")
     return ckpt
+
+
+register_reader(ENCODER_KIND, ENCODER_VERSION, load_checkpoint)
 
 
 def load_resume_state(ckpt: Checkpoint) -> dict:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from nfkit.encoder.model import EncoderModel
 from nfkit.errors import IncompatibleError, NfkitError
 from nfkit.graphs.store import GraphMeta, GraphShard, find_graph_shards
 from nfkit.io.artifacts import ArtifactError, fingerprint_path
+from nfkit.io.lock import output_folder
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +189,6 @@ def embed_graphs(
     ``out``, one embedding shard per graph shard (sharded over workers by
     ``shard_index``/``num_shards``); a corrupt shard is reported in ``failed`` and the others
     are embedded. Incompatible graphs (another init, unknown codes) stop the run."""
-    import time
-
-    from nfkit.io.shards import plan_work, run_work
-
     t0 = time.perf_counter()
     enc = load_encoder(encoder, device)
     roots = [Path(graphs)] if isinstance(graphs, (str, Path)) else [Path(g) for g in graphs]
@@ -199,6 +197,15 @@ def embed_graphs(
         raise NfkitError(f"{', '.join(map(str, roots))}: no graph shards found (run `nfkit build-graphs` first)")
     keep = None if archs is None else {a.lower() for a in archs}
     out = Path(out)
+    with output_folder(out, "--out", shard=(shard_index, num_shards)):  # refused while another run writes there
+        return _embed_into(enc, encoder, roots, files, keep, out, allow_foreign_init, force, chunk, shard_index,
+                           num_shards, progress, t0)
+
+
+def _embed_into(enc, encoder, roots, files, keep, out, allow_foreign_init, force, chunk, shard_index, num_shards,
+                progress, t0) -> EmbedSummary:
+    from nfkit.io.shards import plan_work, run_work
+
     summary = EmbedSummary()
     work: list[tuple[Path, Path, list[int], str]] = []
     done: list[str] = []

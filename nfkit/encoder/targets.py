@@ -31,7 +31,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nfkit.io.artifacts import ArtifactError, open_artifact, register_kind, write_artifact
+from nfkit.io.artifacts import (
+    ArtifactError,
+    open_artifact,
+    read_checked,
+    register_kind,
+    write_artifact,
+)
 from nfkit.render.occupancy import OccupancyGrid
 from nfkit.render.rays import DEFAULT_AABB
 from nfkit.render.renderer import build_grid, default_step_size, render_batch
@@ -197,7 +203,7 @@ def load_cache(path: Path, ts: TargetSpec) -> dict[str, NerfTargets]:
                 log.info("%s: made with other target settings; recomputing", path)
                 return {}
             return {
-                fp: NerfTargets(**{k: torch.from_numpy(f[fp][k][()]) for k in _FIELDS}) for fp in f
+                fp: NerfTargets(**{k: torch.from_numpy(read_checked(f[fp][k], path)) for k in _FIELDS}) for fp in f
             }
     except (ArtifactError, KeyError, OSError) as exc:
         log.warning("%s: unreadable target cache (%s); recomputing", path, exc)

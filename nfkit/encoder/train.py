@@ -66,6 +66,7 @@ from nfkit.encoder.model import EncoderModel
 from nfkit.encoder.targets import NerfTargets, TargetSpec, grid_of, targets_for
 from nfkit.errors import IncompatibleError, UserError
 from nfkit.graphs.schema import vocabulary
+from nfkit.io.lock import output_folder
 from nfkit.render.renderer import render_batch
 
 log = logging.getLogger(__name__)
@@ -283,6 +284,18 @@ def _pick_val_items(bank: GraphBank, n: int) -> list[tuple[str, int]]:
     return items[:n]
 
 
+def _stats_missing(paths: list[Path]) -> bool:
+    """Whether a checkpoint among ``paths`` still has the identity embedding scale of training
+    (its statistics were never stored: the run ended, or was killed, before)."""
+    for path in paths:
+        if path.exists():
+            enc = load_checkpoint(path).state["encoder"]
+            mean, std = enc.get("out_scale.mean"), enc.get("out_scale.std")
+            if mean is not None and std is not None and bool((mean == 0).all() and (std == 1).all()):
+                return True
+    return False
+
+
 def _store_embedding_stats(model: EncoderModel, bank: GraphBank, items, paths: list[Path],
                            inputs: dict[str, str], progress: bool) -> None:
     """Measure the standardisation of each checkpoint's embeddings on the training graphs and
@@ -325,12 +338,18 @@ def pretrain_encoder(
     ``stop_after`` > 0 runs at most that many epochs in this call (the schedule still spans
     ``config.epochs``); rerun with ``resume=True`` to continue. ``dist``: this process's rank in
     a data-parallel run (module docstring); every rank calls this with the same arguments."""
+    out = Path(out)
+    with output_folder(out, "--out"):  # refused while another run writes there (ranks share it)
+        return _pretrain_into(graphs, nerfs, out, config, device, resume, force, archs, progress, stop_after, dist)
+
+
+def _pretrain_into(graphs, nerfs, out: Path, config: EncoderConfig, device, resume, force, archs, progress,
+                   stop_after, dist: Dist | None) -> TrainSummary:
     from tqdm import tqdm
 
     dist = dist or Dist()
     progress = progress and dist.main
     t_start = time.perf_counter()
-    out = Path(out)
     last_path, best_path = out / "last.h5", out / "best.h5"
     ckpt: Checkpoint | None = None
     if last_path.exists() and not force:
@@ -547,7 +566,8 @@ def pretrain_encoder(
     if dist.main and not best_path.exists() and last_path.exists():
         # no validation split: the last checkpoint is the best one known
         save_checkpoint(best_path, load_checkpoint(last_path), inputs)
-    if dist.main and model.scales() and epochs_run > 0:
+    if dist.main and model.scales() and (epochs_run > 0 or _stats_missing([last_path, best_path])):
+        # also when a run killed while storing them is resumed with every epoch done
         train_items = [(a, r) for v in train_objects.values() for a, r in v.items()]
         _store_embedding_stats(model, bank, train_items, [last_path, best_path], inputs, progress)
     dist.barrier()  # every rank returns once the checkpoints are complete

@@ -41,7 +41,8 @@ from pathlib import Path
 from nfkit.config import config_diff
 from nfkit.errors import ConfigError, IncompatibleError, UserError
 from nfkit.fit.config import FitConfig
-from nfkit.io.artifacts import atomic_path, check_output_dir, fingerprint_bytes, fingerprint_paths
+from nfkit.io.artifacts import atomic_path, fingerprint_bytes, fingerprint_paths
+from nfkit.io.lock import output_folder
 from nfkit.io.shards import fresh_shard_path, plan_work, run_work, shard_from_env, shard_selection
 from nfkit.nerf.specs import ArchSpec
 from nfkit.nerf.store import (
@@ -278,8 +279,7 @@ def fit_dataset(
     ``fit_fn`` replaces :func:`nfkit.fit.trainer.fit_batch` (tests use it to simulate a
     crash); it takes the same arguments.
     """
-    from nfkit.data.multiview import load_object, scan_dataset
-    from nfkit.fit.trainer import check_fit_budget, fit_batch, scene_from_object
+    from nfkit.fit.trainer import check_fit_budget
 
     t0 = time.perf_counter()
     dataset, out = Path(dataset), Path(out)
@@ -289,7 +289,16 @@ def fit_dataset(
         raise ConfigError(f"--limit must be >= 0 (0 = all objects), got {limit}")
     shard_selection(0, shard_index, num_shards)  # validates the shard options
     check_fit_budget(config, device)
-    check_output_dir(out, "--out")
+    with output_folder(out, "--out", shard=(shard_index, num_shards)):  # refused if another run writes there
+        return _fit_into(dataset, out, specs, config, init, init_seed, shard_index, num_shards, device,
+                         backend, classes, split, limit, progress, fit_fn, t0)
+
+
+def _fit_into(dataset, out, specs, config, init, init_seed, shard_index, num_shards, device, backend,
+              classes, split, limit, progress, fit_fn, t0) -> FitSummary:
+    from nfkit.data.multiview import load_object, scan_dataset
+    from nfkit.fit.trainer import fit_batch, scene_from_object
+
     if not specs:
         raise UserError("no architectures to fit")
     names = [s.name for s in specs]

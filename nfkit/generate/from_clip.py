@@ -30,6 +30,7 @@ import numpy as np
 from nfkit.clip.search import ClipQuery
 from nfkit.errors import UserError
 from nfkit.io.artifacts import fingerprint_path, fingerprint_paths
+from nfkit.io.lock import locks_output
 
 #: the class recorded for a generated row unless one is given
 DEFAULT_CLASS = "query"
@@ -71,6 +72,7 @@ def default_out(photos: Sequence[str | Path] | None, text: str | None) -> Path:
     return stage_dir("generate") / "from-text" / ("text-" + slug(text or ""))
 
 
+@locks_output()
 def run_from_clip(
     maps_path: str | Path,
     encoder: str | Path,

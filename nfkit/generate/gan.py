@@ -25,7 +25,13 @@ import torch
 
 from nfkit.config import Presets, StageConfig, option
 from nfkit.errors import UserError
-from nfkit.io.artifacts import ArtifactError, open_artifact, register_reader, write_artifact
+from nfkit.io.artifacts import (
+    ArtifactError,
+    open_artifact,
+    read_checked,
+    register_reader,
+    write_artifact,
+)
 from nfkit.losses import gradient_penalty
 from nfkit.models.gan import LatentCritic, LatentGenerator
 
@@ -202,7 +208,7 @@ def load_gan(path: str | Path, device: str = "cpu") -> TrainedGan:
         try:
             config = GanConfig.from_dict(json.loads(f.attrs["nfkit_config"])["gan"])
             dim = int(f.attrs["dim"])
-            states = {n: {k: torch.from_numpy(np.asarray(f[n][k][()])) for k in f[n]} for n in ("generator", "critic")}
+            states = {n: {k: torch.from_numpy(np.asarray(read_checked(f[n][k], path))) for k in f[n]} for n in ("generator", "critic")}
             meta = (str(f.attrs["class_name"]), str(f.attrs["encoder_fingerprint"]), json.loads(f.attrs["archs"]),
                     int(f.attrs["n_train"]), json.loads(f.attrs["history"]))
         except (KeyError, ValueError, TypeError) as exc:
@@ -212,7 +218,7 @@ def load_gan(path: str | Path, device: str = "cpu") -> TrainedGan:
     try:
         g.load_state_dict(states["generator"])
         d.load_state_dict(states["critic"])
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError) as exc:  # TypeError: a damaged (undecodable) dataset name
         raise ArtifactError(f"{path}: GAN weights do not match its header ({str(exc).splitlines()[0]})") from None
     return TrainedGan(g.to(device).eval(), d.to(device).eval(), meta[0], config, meta[1], meta[2], meta[3], meta[4])
 

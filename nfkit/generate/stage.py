@@ -33,6 +33,7 @@ from nfkit.eval.generation import (
 )
 from nfkit.generate.gan import GanConfig, TrainedGan, load_gan, sample_gan, save_gan, train_gan
 from nfkit.io.artifacts import ArtifactError, atomic_path, fingerprint_bytes, fingerprint_path
+from nfkit.io.lock import locks_output
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ def quality_rows(gans: dict[str, TrainedGan], train: EmbeddingSet, test: Embeddi
     return rows, notes
 
 
+@locks_output()
 def run_gan(
     embeddings: str | Path | Sequence[str | Path],
     out: str | Path,

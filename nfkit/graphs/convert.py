@@ -29,6 +29,7 @@ from nfkit.graphs.store import (
     find_graph_shards,
 )
 from nfkit.io.artifacts import ArtifactError, fingerprint_path, open_artifact
+from nfkit.io.lock import output_folder
 from nfkit.io.shards import plan_work, run_work, shard_selection
 from nfkit.nerf.specs import ArchSpec
 from nfkit.nerf.store import find_shards, read_nerf_shard, read_shard_spec
@@ -210,9 +211,17 @@ def build_graphs(
     """
     if nf2vec_width is not None and nf2vec_width < 1:
         raise ConfigError(f"--nf2vec-width must be positive, got {nf2vec_width}")
+    inputs = list(inputs)
+    if not inputs:
+        return
+    with output_folder(out_dir, "--out", shard=(shard_index, num_shards)):  # refused while another run writes there
+        yield from _build_into(inputs, Path(out_dir), archs, nf2vec, nf2vec_width, force, progress, shard_index, num_shards)
+
+
+def _build_into(inputs, out_dir, archs, nf2vec, nf2vec_width, force, progress, shard_index,
+                num_shards) -> Iterator[ShardResult]:
     keep = None if archs is None else {a.lower() for a in archs}
     jobs: list[_Job] = []
-    inputs = list(inputs)
     planned = plan_outputs(inputs, out_dir)
     if inputs and not planned:
         raise UserError(

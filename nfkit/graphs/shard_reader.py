@@ -17,24 +17,34 @@ import numpy as np
 from nfkit.graphs.collate import data_attrs, make_batch
 from nfkit.graphs.schema import ParamGraph, vocabulary_conflict
 from nfkit.graphs.shard_writer import _META_STR, GRAPH_SHARD, GRAPH_SHARD_VERSION, GraphMeta
-from nfkit.io.artifacts import ArtifactError, find_h5_files, open_artifact, register_reader
+from nfkit.io.artifacts import (
+    ArtifactError,
+    array_checksum,
+    check_checksum,
+    find_h5_files,
+    open_artifact,
+    read_checked,
+    register_reader,
+    stored_checksum,
+)
 from nfkit.nerf.specs import ArchSpec
 
 _ARRAYS = ("x", "edge_index", "edge_attr", "nf2vec_rows")
 
 
 def _layout(f: h5py.File, name: str, path: Path, file_size: int):
-    """(offset, dtype, shape) of a contiguous dataset to memory-map, or its data when the
-    dataset cannot be mapped (chunked, compressed or empty)."""
+    """(offset, dtype, shape, checksum) of a contiguous dataset to memory-map (its checksum is
+    checked when it is first mapped), or its data when the dataset cannot be mapped (chunked,
+    compressed or empty)."""
     ds = f[name]
     offset = ds.id.get_offset()
     if offset is None or ds.chunks is not None or ds.size == 0:
-        return ds[()]
+        return read_checked(ds, path)
     if offset + ds.size * ds.dtype.itemsize > file_size:
         raise ArtifactError(
             f"{path}: graph shard is truncated ({name} ends past the end of the file)"
         )
-    return (offset, ds.dtype, ds.shape)
+    return (offset, ds.dtype, ds.shape, stored_checksum(ds))
 
 
 def _decode(values) -> list[str]:
@@ -58,15 +68,15 @@ class GraphShard:
                     fp: ArchSpec.from_dict(d) for fp, d in json.loads(f.attrs["arch_specs"]).items()
                 }
                 self.attrs = {k: f.attrs[k] for k in f.attrs if not k.startswith("nfkit_")}
-                self.node_ptr = f["node_ptr"][()].astype(np.int64)
-                self.edge_ptr = f["edge_ptr"][()].astype(np.int64)
+                self.node_ptr = read_checked(f["node_ptr"], self.path).astype(np.int64)
+                self.edge_ptr = read_checked(f["edge_ptr"], self.path).astype(np.int64)
                 size = self.path.stat().st_size
                 self._layouts = {
                     name: _layout(f, name, self.path, size) for name in _ARRAYS if name in f
                 }
                 shapes = {n: f[n].shape for n in self._layouts}
-                meta = {k: _decode(f["meta"][k][()]) for k in _META_STR}
-                rows = f["meta"]["source_row"][()].astype(np.int64).tolist()
+                meta = {k: _decode(read_checked(f["meta"][k], self.path)) for k in _META_STR}
+                rows = read_checked(f["meta"]["source_row"], self.path).astype(np.int64).tolist()
             except KeyError as exc:
                 raise ArtifactError(f"{self.path}: malformed graph shard (missing {exc})") from None
             except (ValueError, TypeError) as exc:
@@ -85,18 +95,25 @@ class GraphShard:
         if self.node_ptr[-1] != shapes["x"][0] or self.edge_ptr[-1] != shapes["edge_attr"][0]:
             raise ArtifactError(f"{self.path}: graph shard index does not match its arrays")
         self._maps: dict[str, np.ndarray] | None = None
+        self._checked = False
         self.meta = [
             GraphMeta(**{k: meta[k][i] for k in _META_STR}, source_row=rows[i]) for i in range(n)
         ]
 
     def _arrays(self) -> dict[str, np.ndarray]:
         if self._maps is None:
-            self._maps = {
+            maps = {
                 name: lay
                 if isinstance(lay, np.ndarray)
                 else np.memmap(self.path, dtype=lay[1], mode="r", offset=lay[0], shape=lay[2])
                 for name, lay in self._layouts.items()
             }
+            if not self._checked:  # the mapped bytes against their checksums, once
+                for name, lay in self._layouts.items():
+                    if not isinstance(lay, np.ndarray) and lay[3] is not None:
+                        check_checksum(array_checksum(maps[name]), lay[3], self.path, name)
+                self._checked = True
+            self._maps = maps
         return self._maps
 
     def release(self) -> None:

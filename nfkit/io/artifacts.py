@@ -17,6 +17,12 @@ Writes go to a temporary file in the destination folder and are renamed into pla
 killed run never leaves a half-written artifact. Readers refuse unknown kinds and versions
 with an :class:`ArtifactError` whose message is one line.
 
+Every dataset carries a CRC-32 of its content (attribute ``nfkit_crc32``, computed from what was
+written when the artifact is complete); readers load datasets with :func:`read_checked`, which
+refuses one whose bytes changed since (a flipped bit, a bad disk) with an :class:`ArtifactError`
+naming the file and the dataset. HDF5 errors met while reading (a truncated or damaged file)
+become :class:`ArtifactError` too. Files written before the checksums existed stay readable.
+
 Reader registry: each module that defines a kind registers a reader per schema version
 (:func:`register_reader`); :func:`read_artifact` checks the header and dispatches on
 (kind, version), so a new version adds a reader and old files stay readable.
@@ -35,12 +41,14 @@ import signal
 import socket
 import tempfile
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from nfkit import __version__
 from nfkit.errors import NfkitError, UserError
@@ -284,6 +292,7 @@ def write_artifact(
                 f.attrs["nfkit_input_paths"] = json.dumps(resolved, sort_keys=True)
             f.attrs["nfkit_created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             yield f
+            store_checksums(f)
 
 
 def _check_header(f: h5py.File, path: Path, kind: str | tuple[str, ...] | None) -> tuple[str, int]:
@@ -307,11 +316,26 @@ def _check_header(f: h5py.File, path: Path, kind: str | tuple[str, ...] | None) 
     return got_kind, got_version
 
 
+#: HDF5 errors of a damaged file, as h5py raises them (subclasses such as FileNotFoundError are
+#: about other files and pass through)
+_H5_ERRORS = (OSError, RuntimeError)
+
+
+def _h5_error(exc: BaseException) -> bool:
+    return type(exc) in _H5_ERRORS
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
 @contextlib.contextmanager
 def open_artifact(
     path: str | os.PathLike, kind: str | tuple[str, ...] | None = None
 ) -> Iterator[h5py.File]:
-    """Open an artifact read-only after checking its kind and schema version."""
+    """Open an artifact read-only after checking its kind and schema version. HDF5 errors raised
+    while the block reads the file become an :class:`ArtifactError` naming it."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such artifact file")
@@ -319,9 +343,92 @@ def open_artifact(
         f = h5py.File(path, "r")
     except OSError as exc:
         raise ArtifactError(f"{path}: unreadable or corrupt HDF5 file ({exc.__class__.__name__})") from None
-    with f:
-        _check_header(f, path, kind)
-        yield f
+    try:
+        with f:
+            _check_header(f, path, kind)
+            yield f
+    except _H5_ERRORS as exc:
+        if not _h5_error(exc):
+            raise
+        raise ArtifactError(f"{path}: corrupt HDF5 file ({_first_line(exc)})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # a damaged attribute
+        raise ArtifactError(f"{path}: corrupt file ({exc.__class__.__name__}: {_first_line(exc)})") from None
+
+
+# ------------------------------------------------------------------ checksums
+CHECKSUM_ATTR = "nfkit_crc32"
+_BLOCK_BYTES = 1 << 24
+
+
+def _crc(values, crc: int = 0) -> int:
+    """CRC-32 of an array's content: its bytes in C order, or, for strings (object arrays), each
+    element's bytes after its length."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "O":
+        for v in arr.reshape(-1):
+            b = v.encode() if isinstance(v, str) else bytes(v)
+            crc = zlib.crc32(b, zlib.crc32(len(b).to_bytes(8, "little"), crc))
+        return crc
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    return zlib.crc32(flat.view(np.uint8).data, crc) if flat.size else crc
+
+
+def array_checksum(arr, rows_per_block: int | None = None) -> int:
+    """:func:`dataset_checksum` of an array already in memory or memory-mapped (read in blocks)."""
+    arr = np.asarray(arr) if not isinstance(arr, np.ndarray) else arr
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        return _crc(arr)
+    step = rows_per_block or max(1, _BLOCK_BYTES // max(1, arr[:1].nbytes))
+    crc = 0
+    for s in range(0, arr.shape[0], step):
+        crc = _crc(arr[s : s + step], crc)
+    return crc
+
+
+def dataset_checksum(ds: h5py.Dataset) -> int:
+    """CRC-32 of a dataset's content, read in blocks of rows."""
+    if ds.shape is None:  # a null dataspace
+        return 0
+    if ds.ndim == 0 or ds.shape[0] == 0:
+        return _crc(ds[()])
+    row = max(1, (ds.size // ds.shape[0]) * ds.dtype.itemsize)
+    step = max(1, _BLOCK_BYTES // row)
+    crc = 0
+    for s in range(0, ds.shape[0], step):
+        crc = _crc(ds[s : s + step], crc)
+    return crc
+
+
+def store_checksums(f: h5py.File) -> None:
+    """Give every dataset of ``f`` its ``nfkit_crc32`` (done by :func:`write_artifact` when the
+    artifact is complete)."""
+    datasets: list[h5py.Dataset] = []
+    f.visititems(lambda _name, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset) else None)
+    for ds in datasets:
+        ds.attrs[CHECKSUM_ATTR] = np.uint32(dataset_checksum(ds))
+
+
+def stored_checksum(ds: h5py.Dataset) -> int | None:
+    """The ``nfkit_crc32`` of a dataset, None for files written before checksums existed."""
+    value = ds.attrs.get(CHECKSUM_ATTR)
+    return None if value is None else int(value)
+
+
+def check_checksum(got: int, expected: int | None, path: str | os.PathLike, name: str) -> None:
+    if expected is not None and got != expected:
+        raise ArtifactError(
+            f"{path}: corrupt file: {name.lstrip('/')} does not match its checksum "
+            "(changed since it was written)"
+        )
+
+
+def read_checked(ds: h5py.Dataset, path: str | os.PathLike | None = None):
+    """``ds[()]``, refused (:class:`ArtifactError`) when it does not match its checksum."""
+    data = ds[()]
+    expected = stored_checksum(ds)
+    if expected is not None and ds.shape is not None:  # (a null dataspace holds nothing)
+        check_checksum(_crc(data), expected, path or ds.file.filename, ds.name)
+    return data
 
 
 def read_header(path: str | os.PathLike) -> dict:

@@ -54,6 +54,7 @@ from torch import Tensor
 
 from nfkit.errors import ConfigError, IncompatibleError, NfkitError, UserError
 from nfkit.io.artifacts import fingerprint_paths
+from nfkit.io.lock import locks_output
 from nfkit.io.shards import fresh_shard_path, plan_work, run_work
 from nfkit.nerf import init as nerf_init
 from nfkit.nerf.specs import ArchSpec
@@ -381,6 +382,7 @@ def imported_sources(out_dir: Path, spec: ArchSpec, init_fp: str) -> set[str]:
     return done
 
 
+@locks_output("out_dir")
 def import_reference_nerfs(
     root: str | Path,
     spec: ArchSpec,

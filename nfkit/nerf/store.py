@@ -33,9 +33,13 @@ import numpy as np
 
 from nfkit.io.artifacts import (
     ArtifactError,
+    array_checksum,
+    check_checksum,
     find_h5_files,
     open_artifact,
+    read_checked,
     register_reader,
+    stored_checksum,
     write_artifact,
 )
 from nfkit.nerf.specs import ArchSpec
@@ -207,14 +211,17 @@ def read_nerf_shard(path: str | Path, load_params: bool = True) -> list[NerfReco
         spec, init_fp, count = _header(f, path)
         sin = _sine(f, path)
         try:
-            meta = {k: _decode(f["meta"][k][()]) for k in _META_STR}
+            meta = {k: _decode(read_checked(f["meta"][k], path)) for k in _META_STR}
             for k in _META_OPTIONAL_STR:
-                meta[k] = _decode(f["meta"][k][()]) if k in f["meta"] else [""] * count
-            meta.update({k: f["meta"][k][()].astype(float).tolist() for k in _META_FLOAT})
+                meta[k] = _decode(read_checked(f["meta"][k], path)) if k in f["meta"] else [""] * count
+            meta.update({k: read_checked(f["meta"][k], path).astype(float).tolist() for k in _META_FLOAT})
             params: dict[str, np.ndarray] = {}
+            sums: dict[str, tuple[int | None, str]] = {}
             if load_params:
                 for name, shape in spec.param_shapes().items():
-                    arr = f["params"][name][()]
+                    ds = f["params"][name]
+                    arr = ds[()]  # its checksum is checked below, after the clearer NaN check
+                    sums[name] = (stored_checksum(ds), ds.name)
                     if arr.shape != (count, *shape):
                         raise ArtifactError(
                             f"{path}: parameter {name!r} has shape {arr.shape}, "
@@ -232,6 +239,8 @@ def read_nerf_shard(path: str | Path, load_params: bool = True) -> list[NerfReco
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             check_finite(f"{meta['class_name'][i]}/{meta['object_id'][i]}", {name: arr[i]}, str(path))
+    for name, (crc, ds_name) in sums.items():
+        check_checksum(array_checksum(params[name]), crc, path, ds_name)
     return [
         NerfRecord(
             object_id=meta["object_id"][i],

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from nfkit.errors import ConfigError, NfkitError, UserError
+from nfkit.io.lock import locks_output
 from nfkit.render.rays import turntable_cameras
 from nfkit.render.renderer import build_grid, default_step_size, render_rays
 
@@ -213,6 +214,7 @@ def _collect_jobs(shards, wanted_arch, wanted, failures):
     return jobs, matched
 
 
+@locks_output()
 def render_nerfs(
     nerfs: Sequence[str | Path],
     out: str | Path,

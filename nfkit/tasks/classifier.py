@@ -27,7 +27,14 @@ import torch
 
 from nfkit.embed.store import EmbeddingSet
 from nfkit.errors import ConfigError, IncompatibleError, UserError
-from nfkit.io.artifacts import ArtifactError, open_artifact, register_kind, write_artifact
+from nfkit.io.artifacts import (
+    ArtifactError,
+    open_artifact,
+    read_checked,
+    register_kind,
+    register_reader,
+    write_artifact,
+)
 from nfkit.models.heads import PAPER_HIDDEN, EmbeddingClassifier, mix_same_class
 
 log = logging.getLogger(__name__)
@@ -276,7 +283,7 @@ def load_classifier(path: str | Path, device: str = "cpu") -> TrainedClassifier:
             classes = json.loads(f.attrs["classes"])
             hidden = tuple(json.loads(f.attrs["hidden"]))
             in_dim, dropout = int(f.attrs["in_dim"]), float(f.attrs["dropout"])
-            state = {k: torch.from_numpy(np.asarray(f["state"][k][()])) for k in f["state"]}
+            state = {k: torch.from_numpy(np.asarray(read_checked(f["state"][k], path))) for k in f["state"]}
             cfg_all = json.loads(f.attrs["nfkit_config"]).get("classifier", {})
             enc = str(f.attrs["encoder_fingerprint"])
             archs = json.loads(f.attrs["train_archs"])
@@ -286,13 +293,15 @@ def load_classifier(path: str | Path, device: str = "cpu") -> TrainedClassifier:
     model = EmbeddingClassifier(in_dim, len(classes), hidden, dropout)
     try:
         model.load_state_dict(state)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError) as exc:  # TypeError: a damaged (undecodable) dataset name
         raise ArtifactError(f"{path}: classifier weights do not match its header ({str(exc).splitlines()[0]})") from None
     cfg_all["hidden"] = tuple(cfg_all.get("hidden", hidden))
     known = {f.name for f in fields(ClassifierConfig)}
     config = ClassifierConfig(**{k: v for k, v in cfg_all.items() if k in known})
     return TrainedClassifier(model.to(device).eval(), classes, enc, archs, config, best_epoch, val_acc)
 
+
+register_reader(CLASSIFIER, CLASSIFIER_VERSION, load_classifier)
 
 __all__ = [
     "CLASSIFIER",

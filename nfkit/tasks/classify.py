@@ -30,6 +30,7 @@ from nfkit.embed.store import EmbeddingSet, load_embeddings
 from nfkit.errors import UserError
 from nfkit.eval.metrics import accuracy, confusion_matrix
 from nfkit.io.artifacts import atomic_path
+from nfkit.io.lock import locks_output
 from nfkit.tasks.classifier import (
     ClassifierConfig,
     TrainedClassifier,
@@ -143,6 +144,7 @@ def evaluate(clf: TrainedClassifier, test: EmbeddingSet) -> tuple[float, np.ndar
     return acc, confusion_matrix(pred[known], target[known], len(clf.classes))
 
 
+@locks_output()
 def run_classify(
     embeddings: str | Path | Sequence[str | Path],
     out: str | Path,

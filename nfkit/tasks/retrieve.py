@@ -41,6 +41,7 @@ from nfkit.embed.store import EmbeddingSet, load_embeddings
 from nfkit.errors import UserError
 from nfkit.eval.metrics import retrieval_scores
 from nfkit.eval.search import ExactIndex, check_metric
+from nfkit.io.lock import locks_output
 from nfkit.tasks.classify import write_text
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ def retrieval_markdown(result: RetrieveResult | dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@locks_output()
 def run_retrieve(
     embeddings: str | Path | Sequence[str | Path],
     out: str | Path | None,
