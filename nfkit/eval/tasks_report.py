@@ -200,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--run", action="append", required=True, metavar="LABEL=EMBEDDINGS",
                    help="a run: its label (R, R+C, C) and embeddings folder (repeatable)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--nerfs", type=Path, default=None, help="NeRF shards, for the example retrieval pictures")
+    p.add_argument("--nerfs", type=Path, action="append", default=None,
+                   help="NeRF shards or folders, for the example retrieval pictures (repeatable: add the unseen architectures' NeRFs so that they are drawn too)")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--examples", type=int, default=2)
     p.add_argument("--no-tsne", action="store_true")
