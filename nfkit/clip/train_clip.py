@@ -25,6 +25,7 @@ own loader reads it, so ``open_clip.create_model("nfkit-clip-small", pretrained=
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -105,6 +106,25 @@ class TrainClipSummary:
     config: dict
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_random_init_warning():
+    root = logging.getLogger()
+    f = _DropRandomInitWarning()
+    handlers = [root, *root.handlers]
+    for h in handlers:
+        h.addFilter(f)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(f)
+
+
 def train_clip(dataset: str | Path, out: str | Path, config: TrainClipConfig, device: str = "cpu",
                progress: bool = False) -> TrainClipSummary:
     """Train the small CLIP on ``dataset`` (see the module) and save the checkpoint ``out``."""
@@ -125,7 +145,10 @@ def train_clip(dataset: str | Path, out: str | Path, config: TrainClipConfig, de
     dev = torch.device(device)
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        model = oc.create_model(config.model, pretrained=None, device=dev)
+        # open_clip warns "No pretrained weights loaded ... initialized randomly": that is the
+        # point of train-clip, so the warning is dropped here (and only here).
+        with _quiet_random_init_warning():
+            model = oc.create_model(config.model, pretrained=None, device=dev)
     tokenizer = oc.get_tokenizer(config.model)
     size = oc.get_model_preprocess_cfg(model)["size"]
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
