@@ -140,8 +140,10 @@ def write_embedding_shard(
     source_fingerprint: str = "",
     config: dict | None = None,
     inputs: dict[str, str] | None = None,
+    input_paths: dict[str, list] | None = None,
 ) -> Path:
-    """Write one embedding shard atomically. ``meta`` needs every key of :data:`META_STR`."""
+    """Write one embedding shard atomically. ``meta`` needs every key of :data:`META_STR`;
+    ``input_paths`` names the files behind ``inputs`` (for ``nfkit status``)."""
     embedding = np.asarray(embedding, dtype=np.float32)
     n = embedding.shape[0]
     if embedding.ndim != 2 or n < 1:
@@ -151,7 +153,7 @@ def write_embedding_shard(
     missing = [k for k in META_STR if k not in meta]
     if missing:
         raise ValueError(f"embedding metadata lacks {missing}")
-    with write_artifact(path, EMBEDDING_SHARD, EMBEDDING_SHARD_VERSION, config, inputs) as f:
+    with write_artifact(path, EMBEDDING_SHARD, EMBEDDING_SHARD_VERSION, config, inputs, input_paths) as f:
         f.create_dataset("embedding", data=embedding)
         m = f.create_group("meta")
         for k in META_STR:

@@ -91,8 +91,11 @@ def resume_bytes(optimizer, scheduler, scaler) -> bytes:
     return buf.getvalue()
 
 
-def save_checkpoint(path: Path, ckpt: Checkpoint, inputs: dict[str, str] | None = None) -> Path:
-    with write_artifact(path, ENCODER_KIND, ENCODER_VERSION, ckpt.config.to_dict(), inputs) as f:
+def save_checkpoint(path: Path, ckpt: Checkpoint, inputs: dict[str, str] | None = None,
+                    input_paths: dict[str, list] | None = None) -> Path:
+    """``inputs``: content fingerprints of the training graph shards; ``input_paths``: their paths
+    (so that ``nfkit status`` can tell when a shard changed after training)."""
+    with write_artifact(path, ENCODER_KIND, ENCODER_VERSION, ckpt.config.to_dict(), inputs, input_paths) as f:
         for module, tensors in ckpt.state.items():
             g = f.create_group(f"state/{module}")
             for name, t in tensors.items():

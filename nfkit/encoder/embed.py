@@ -265,6 +265,7 @@ def _embed_shard(enc: LoadedEncoder, path: Path, target: Path, rows: list[int], 
         source_shard=str(path), source_fingerprint=source_fp,
         config={"encoder": str(encoder), "chunk": chunk, "allow_foreign_init": allow_foreign_init},
         inputs={"graphs": source_fp, "encoder": enc.fingerprint},
+        input_paths={"graphs": [path]},  # the encoder is checked by its state fingerprint, not its file
     )
     summary.written.append(target)
     summary.n_embedded += len(order)

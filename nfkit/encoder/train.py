@@ -297,7 +297,7 @@ def _stats_missing(paths: list[Path]) -> bool:
 
 
 def _store_embedding_stats(model: EncoderModel, bank: GraphBank, items, paths: list[Path],
-                           inputs: dict[str, str], progress: bool) -> None:
+                           inputs: dict[str, str], input_paths: dict[str, list], progress: bool) -> None:
     """Measure the standardisation of each checkpoint's embeddings on the training graphs and
     store it in that checkpoint (``EncoderConfig.embed_norm``; nfkit/models/scale.py)."""
     from tqdm import tqdm
@@ -317,7 +317,7 @@ def _store_embedding_stats(model: EncoderModel, bank: GraphBank, items, paths: l
             model.set_embedding_stats(bank, items)
             done[key] = module_states(model)
         ck.state = done[key]
-        save_checkpoint(path, ck, inputs)
+        save_checkpoint(path, ck, inputs, input_paths)
 
 
 def pretrain_encoder(
@@ -438,7 +438,10 @@ def _pretrain_into(graphs, nerfs, out: Path, config: EncoderConfig, device, resu
         }
         for a, g in bank.archs.items()
     }
-    inputs = {f"graphs:{Path(p).name}": fp for p, fp in sorted(bank.sources.items())}
+    # keyed by <arch folder>/<shard>: shards of one object set have the same name in every
+    # architecture's folder
+    inputs = {f"graphs:{Path(p).parent.name}/{Path(p).name}": fp for p, fp in sorted(bank.sources.items())}
+    input_paths = {f"graphs:{Path(p).parent.name}/{Path(p).name}": [p] for p in sorted(bank.sources)}  # for `nfkit status`
     vocab = json.dumps(vocabulary(), sort_keys=True)
     better = (lambda new, old: math.isnan(old) or new > old) if config.uses_decoder else (lambda new, old: math.isnan(old) or new < old)
     metric_key = "val_psnr" if config.uses_decoder else "val_siglip"
@@ -547,9 +550,9 @@ def _pretrain_into(graphs, nerfs, out: Path, config: EncoderConfig, device, resu
         )
         if dist.main:  # the other ranks hold the same weights (check_replicas)
             if improved or (not best_path.exists() and validator is None):
-                save_checkpoint(best_path, ck, inputs)
+                save_checkpoint(best_path, ck, inputs, input_paths)
             ck.resume = resume_bytes(optimizer, scheduler, scaler)
-            save_checkpoint(last_path, ck, inputs)
+            save_checkpoint(last_path, ck, inputs, input_paths)
         epochs_run += 1
         msg = f"epoch {epoch + 1}: loss {entry['loss']:.4f}"
         if "val_psnr" in entry:
@@ -565,11 +568,11 @@ def _pretrain_into(graphs, nerfs, out: Path, config: EncoderConfig, device, resu
             break
     if dist.main and not best_path.exists() and last_path.exists():
         # no validation split: the last checkpoint is the best one known
-        save_checkpoint(best_path, load_checkpoint(last_path), inputs)
+        save_checkpoint(best_path, load_checkpoint(last_path), inputs, input_paths)
     if dist.main and model.scales() and (epochs_run > 0 or _stats_missing([last_path, best_path])):
         # also when a run killed while storing them is resumed with every epoch done
         train_items = [(a, r) for v in train_objects.values() for a, r in v.items()]
-        _store_embedding_stats(model, bank, train_items, [last_path, best_path], inputs, progress)
+        _store_embedding_stats(model, bank, train_items, [last_path, best_path], inputs, input_paths, progress)
     dist.barrier()  # every rank returns once the checkpoints are complete
     return TrainSummary(
         out=out,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import h5py
 import numpy as np
 import torch
 from typer.testing import CliRunner
@@ -14,6 +15,8 @@ from nfkit.encoder.checkpoint import load_checkpoint
 from nfkit.encoder.config import resolve_config
 from nfkit.encoder.train import pretrain_encoder
 from nfkit.graphs.convert import build_graphs
+from nfkit.graphs.store import find_graph_shards
+from nfkit.io.status import workspace_status
 
 from .conftest import make_nerfs
 
@@ -76,6 +79,20 @@ def test_cli_pretrain_then_embed_in_a_workspace_with_unseen_and_foreign_nerfs(ti
     assert r.exit_code == 0 and "1 up to date" in r.output, r.output
     es = load_embeddings(ws / "embeddings")
     assert len(es) == 30 and set(es.archs()) == {"mlp-32h", "tri-16w", "hash-11t"}
+    # `nfkit status` checks the encoder and the embeddings against the graph shards they read
+    folders = {f.name: f for f in workspace_status(ws)}
+    encoders = [a for a in folders["encoder"].artifacts if a.kind == "encoder"]
+    assert len(encoders) == 2 and {a.state for a in encoders} == {"ok"}
+    assert len(folders["embeddings"].artifacts) == 3 and {a.state for a in folders["embeddings"].artifacts} == {"ok"}
+    (graph,) = find_graph_shards(ws / "graphs" / "hash-11t")
+    with h5py.File(graph, "r+") as f:  # the graph shard rewritten after training and embedding
+        f.attrs["rewritten"] = 1
+    folders = {f.name: f for f in workspace_status(ws)}
+    assert {a.state for a in folders["encoder"].artifacts if a.kind == "encoder"} == {"stale"}
+    stale = [a for a in folders["embeddings"].artifacts if a.state == "stale"]
+    assert len(stale) == 1 and "hash-11t" in str(stale[0].path) and "graphs" in stale[0].reason
+    shutil.rmtree(ws / "graphs")
+    shutil.copytree(tiny_workspace / "graphs", ws / "graphs")
     # an architecture the encoder never saw is embedded as it is
     make_nerfs(ws / "more", archs=("mlp-2l",), init_seed=3)
     list(build_graphs([ws / "more"], ws / "more_graphs"))
