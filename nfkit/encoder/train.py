@@ -440,8 +440,9 @@ def _pretrain_into(graphs, nerfs, out: Path, config: EncoderConfig, device, resu
     }
     # keyed by <arch folder>/<shard>: shards of one object set have the same name in every
     # architecture's folder
-    inputs = {f"graphs:{Path(p).parent.name}/{Path(p).name}": fp for p, fp in sorted(bank.sources.items())}
-    input_paths = {f"graphs:{Path(p).parent.name}/{Path(p).name}": [p] for p in sorted(bank.sources)}  # for `nfkit status`
+    keys = {p: f"graphs:{Path(p).parent.name}/{Path(p).name}" for p in sorted(bank.sources)}
+    inputs = {keys[p]: fp for p, fp in bank.sources.items()}
+    input_paths = {keys[p]: [p] for p in keys}  # for `nfkit status`
     vocab = json.dumps(vocabulary(), sort_keys=True)
     better = (lambda new, old: math.isnan(old) or new > old) if config.uses_decoder else (lambda new, old: math.isnan(old) or new < old)
     metric_key = "val_psnr" if config.uses_decoder else "val_siglip"
