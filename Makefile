@@ -167,7 +167,8 @@ smoke: install
 	if [ -z "$(SMOKE_DIR)" ]; then rm -rf "$$dir"; fi
 
 bench: install
-	$(BIN)/python -m nfkit.bench.fit --out $(DEMO)/bench
+	$(BIN)/python -m nfkit.bench.fit --out $(DEMO)/bench --objects 8
+	$(BIN)/python -m nfkit.bench.fit --out $(DEMO)/bench --data nfkit/bench/realset/objects
 	$(BIN)/python -m nfkit.bench.graphs --out $(DEMO)/bench
 	$(BIN)/python -m nfkit.bench.retrieval --out $(DEMO)/bench
 

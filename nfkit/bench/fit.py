@@ -1,19 +1,30 @@
 """Benchmark of ``fit-nerfs``: NeRFs per minute and held-out PSNR, batched vs one at a time.
 
-``python -m nfkit.bench.fit --out DIR [--objects K] [--arch NAME ...] [--preset cpu] [--set k=v]``
+``python -m nfkit.bench.fit --out DIR [--data DATASET] [--objects K] [--arch NAME ...] [--preset cpu] [--set k=v]``
 
 1. generates a procedural dataset (``nfkit.data.synth``: K objects of K classes, 36 views,
-   64×64 by default) in ``DIR/data``;
-2. for every architecture (default mlp, tri, hash) fits the K objects from the shared init
-   twice, in the same process: ``batched`` (one model with K NeRFs, one call of
-   :func:`nfkit.fit.trainer.fit_batch`) and ``naive`` (K calls with one NeRF each);
-3. measures the effect of the glibc malloc settings of :mod:`nfkit.fit.malloc` on the batched
+   64×64 by default) in ``DIR/data``, or reads ``--data`` (e.g. the real objects of
+   ``nfkit/bench/realset/objects``, whose separate test cameras give the test PSNR);
+2. for every architecture (default mlp, tri, hash) fits the objects from the shared init
+   twice, in the same process, with the recipe of its family (``FitConfig.for_family``):
+   ``batched`` (batches of ``batch_nerfs`` NeRFs, one :func:`nfkit.fit.trainer.fit_batch`
+   call each, as ``nfkit fit-nerfs`` runs) and ``one-at-a-time`` (one call per NeRF);
+   every fitted NeRF is then rendered again as any later stage renders it (the grid rebuilt
+   from its density) for the full-image PSNR and the foreground PSNR (pixels where the object
+   is, in the ground truth or the render: the black background inflates the full figure);
+3. fits ``--naive-objects`` of the same objects with the naive torch loop of
+   :mod:`nfkit.bench.naive_fit` (uniform samples, no grid, one NeRF at a time) until it reaches
+   nfkit's test PSNR for that object, or ``--naive-budget`` times nfkit's time is spent;
+4. counts the MLP FLOPs a fit spends (the samples the field saw × 2·Σ in·out of its layers × 3
+   for forward and backward; encodings and grid updates not counted) against the machine's
+   measured fp32 matmul rate;
+5. measures the effect of the glibc malloc settings of :mod:`nfkit.fit.malloc` on the batched
    fit of one architecture, in two fresh subprocesses (the settings cannot be undone in-process);
-4. writes ``DIR/fit_bench.json`` and ``DIR/fit_bench.md``.
+6. writes ``DIR/fit_bench.json`` and ``DIR/fit_bench.md``.
 
 NeRFs/min counts the fitting and the held-out evaluation, not loading images or writing
 shards. The machine's load average is recorded: other processes on the same cores change the
-timings a lot.
+timings a lot; the ratios of one run are what compares.
 """
 
 from __future__ import annotations
@@ -67,48 +78,149 @@ def make_dataset(root: Path, n_objects: int, resolution: int, views: int) -> Pat
 
 
 def load_scenes(root: Path, config, device: str = "cpu"):
+    """Scenes of every object, as ``fit-nerfs`` loads them (test cameras when there are)."""
     from nfkit.data.multiview import load_object, scan_dataset
+    from nfkit.fit.driver import _load, _load_test_views
     from nfkit.fit.trainer import scene_from_object
 
     entries = scan_dataset(root)
-    return [scene_from_object(load_object(e, resolution=config.resolution or None), config.eval_every, device) for e in entries]
+    return [
+        scene_from_object(_load(load_object, e, config), config.eval_every, device, _load_test_views(load_object, e, config))
+        for e in entries
+    ]
 
 
-def run_modes(spec, scenes, config, modes=("batched", "naive")) -> dict:
-    """Fit the scenes in each mode; returns mode -> numbers."""
+def mlp_flops_per_sample(spec) -> int:
+    """Forward FLOPs of the field's MLP for one sample: 2 · Σ in·out over its layers."""
+    return int(sum(2 * shape[0] * shape[1] for name, shape in spec.param_shapes().items() if name.startswith("mlp.")))
+
+
+def matmul_rate(seconds: float = 1.0, n: int = 1024) -> float:
+    """The machine's fp32 matmul rate (GFLOP/s) on (n × n) @ (n × n), all torch threads."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        count += 1
+    return 2.0 * n**3 * count / (time.perf_counter() - t0) / 1e9
+
+
+def render_psnrs(spec, results, scenes, config, pictures: list | None = None) -> tuple[list[float], list[float]]:
+    """(full-image, foreground) test PSNR of fitted NeRFs rendered as every later stage renders
+    them (:func:`nfkit.render.renderer.render_rays`, grid rebuilt from the density). Foreground:
+    pixels with ground-truth alpha > 0.5 or rendered opacity > 0.5."""
+    import math
+
+    import numpy as np
+    import torch
+
+    from nfkit.render.renderer import render_rays
+
+    full, fg = [], []
+    for r, s in zip(results, scenes, strict=True):
+        if not len(s.eval_rgba):
+            full.append(math.nan)
+            fg.append(math.nan)
+            continue
+        params = {k: torch.from_numpy(np.asarray(v))[None] for k, v in r.params.items()}
+        out = render_rays(spec, params, s.eval_origins[None], s.eval_dirs[None], n_samples=config.render_samples,
+                          grid_resolution=config.grid_res)
+        err = ((out.rgb[0].clamp(0, 1) - s.eval_rgba[:, :3] * s.eval_rgba[:, 3:]) ** 2).mean(dim=-1)
+        mask = (s.eval_rgba[:, 3] > 0.5) | (out.opacity[0] > 0.5)
+        if pictures is not None:  # the first 4 test views: ground truth above the render
+            h, w = s.height, s.width
+            k = min(4, len(s.eval_rgba) // (h * w))
+            gt = (s.eval_rgba[: k * h * w, :3] * s.eval_rgba[: k * h * w, 3:]).reshape(k, h, w, 3)
+            rgb = out.rgb[0, : k * h * w].clamp(0, 1).reshape(k, h, w, 3)
+            pictures.append(torch.cat([torch.cat(list(gt), dim=1), torch.cat(list(rgb), dim=1)], dim=0).numpy())
+        full.append(-10.0 * math.log10(max(float(err.mean()), 1e-12)))
+        fg.append(-10.0 * math.log10(max(float(err[mask].mean()), 1e-12)) if mask.any() else math.nan)
+    return full, fg
+
+
+def _mean(values) -> float:
+    import math
+
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def run_modes(spec, scenes, config, modes=("batched", "one-at-a-time"), picture: Path | None = None) -> dict:
+    """Fit the scenes in each mode with the recipe of the spec's family; returns mode -> numbers.
+    ``picture``: a PNG of the batched NeRFs' first test views (rows: ground truth, render)."""
     import math
 
     from nfkit.fit.trainer import fit_batch
     from nfkit.nerf.init import create_init
 
+    config = config.for_family(spec.family)
     init = create_init(spec, seed=0).params
+    flops_sample = mlp_flops_per_sample(spec)
     out = {}
     for mode in modes:
         load_before = _loadavg()
         t0 = time.perf_counter()
         if mode == "batched":
-            results = fit_batch(spec, init, scenes, config, seed=config.seed)
-        elif mode == "naive":
+            results = []
+            for start in range(0, len(scenes), config.batch_nerfs):
+                results += fit_batch(spec, init, scenes[start : start + config.batch_nerfs], config, seed=config.seed + start)
+        elif mode in ("one-at-a-time", "naive"):  # "naive": the name of older reports
             results = [fit_batch(spec, init, [s], config, seed=config.seed + i)[0] for i, s in enumerate(scenes)]
         else:
             raise ValueError(f"unknown mode {mode!r}")
         seconds = time.perf_counter() - t0
-        psnrs = [r.psnr for r in results]
-        finite = [p for p in psnrs if math.isfinite(p)]
+        pictures = [] if picture is not None and mode == "batched" else None
+        full, fg = render_psnrs(spec, results, scenes, config, pictures)
+        if pictures:
+            import numpy as np
+            from PIL import Image
+
+            picture.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((np.concatenate(pictures, axis=0) * 255).round().astype(np.uint8)).save(picture)
+        samples = _mean([r.samples_per_step for r in results])
         out[mode] = {
             "nerfs": len(results),
             "seconds": seconds,
             "seconds_per_nerf": seconds / len(results),
             "nerfs_per_min": 60.0 * len(results) / seconds,
-            "mean_psnr": sum(finite) / len(finite) if finite else math.nan,
-            "min_psnr": min(finite) if finite else math.nan,
-            "psnr": dict(zip([s.key for s in scenes], psnrs, strict=True)),
-            "samples_per_step": sum(r.samples_per_step for r in results) / len(results),
+            "mean_psnr": _mean(full),
+            "min_psnr": min((p for p in full if math.isfinite(p)), default=math.nan),
+            "mean_fg_psnr": _mean(fg),
+            "trainer_psnr": _mean([r.psnr for r in results]),
+            "psnr": dict(zip([s.key for s in scenes], full, strict=True)),
+            "fg_psnr": dict(zip([s.key for s in scenes], fg, strict=True)),
+            "samples_per_step": samples,
+            "steps": config.steps,
+            "rays": config.rays,
+            "mlp_gflop_per_nerf": 3 * flops_sample * samples * config.steps / 1e9,
             "loadavg_before": load_before,
             "loadavg_after": _loadavg(),
         }
-        log.info("%s %s: %.1f s/NeRF, %.2f dB", spec.name, mode, seconds / len(results), out[mode]["mean_psnr"])
+        log.info("%s %s: %.1f s/NeRF, %.2f dB (foreground %.2f)", spec.name, mode, seconds / len(results),
+                 out[mode]["mean_psnr"], out[mode]["mean_fg_psnr"])
     return out
+
+
+def naive_compare(spec, scenes, config, reference: dict, n_objects: int, budget: float) -> dict:
+    """The naive loop on the first ``n_objects`` scenes, each until nfkit's PSNR for it."""
+    from nfkit.bench.naive_fit import naive_fit
+    from nfkit.nerf.init import create_init
+
+    config = config.for_family(spec.family)
+    init = create_init(spec, seed=0).params
+    rows = []
+    nfkit_s = reference["seconds_per_nerf"]
+    for s in scenes[:n_objects]:
+        target = reference["psnr"][s.key]
+        r = naive_fit(spec, init, s, config, target, budget * nfkit_s)
+        rows.append({"object": s.key, "target_psnr": target, **r, "speedup": r["seconds"] / nfkit_s})
+        log.info("%s naive %s: %.1f s to %.2f dB (target %.2f%s)", spec.name, s.key, r["seconds"], r["psnr"],
+                 target, "" if r["reached"] else ", not reached")
+    return {"nfkit_seconds_per_nerf": nfkit_s, "budget_factor": budget, "objects": rows,
+            "speedup": _mean([r["speedup"] for r in rows]), "all_reached": all(r["reached"] for r in rows)}
 
 
 def _malloc_worker(args) -> None:
@@ -158,30 +270,52 @@ def write_report(out: Path, report: dict) -> None:
     from nfkit.io.artifacts import atomic_path
 
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "fit_bench.json") as tmp:
+    name = report.get("name", "fit_bench")
+    with atomic_path(out / f"{name}.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    cfg = report["config"]
+    test = "the objects' separate test cameras" if report.get("test_views") else f"held-out training views (every {cfg['eval_every']}th)"
     lines = [
-        "# fit-nerfs benchmark",
+        f"# fit-nerfs benchmark: {report['dataset']}",
         "",
-        f"{report['objects']} procedural objects ({', '.join(report['classes'])}), "
-        f"{report['views']} views at {report['resolution']}×{report['resolution']}, preset `{report['preset']}` "
-        f"({report['config']['steps']} steps, {report['config']['rays']} rays × {report['config']['samples']} samples, "
-        f"grid {report['config']['grid_res']}³); held-out PSNR on black (every {report['config']['eval_every']}th view).",
+        f"{report['objects']} objects ({', '.join(report['classes'])}), {report['views']} views at "
+        f"{report['resolution']}×{report['resolution']}, preset `{report['preset']}`; test PSNR on {test}, on black, "
+        "of each NeRF rendered again as the later stages render it (grid rebuilt from its density). "
+        "Foreground PSNR: pixels where the object is in the ground truth or the render.",
         "",
         f"Machine: {report['machine']['cpu_count']} CPU cores, torch {report['machine']['torch']} "
-        f"({report['machine']['torch_threads']} threads), CUDA: {report['machine']['cuda']}. "
-        f"Load average {report['loadavg_start']:.2f} at the start, {report['loadavg_end']:.2f} at the end "
-        "(other processes on the same cores slow every number down).",
+        f"({report['machine']['torch_threads']} threads), CUDA: {report['machine']['cuda']}; fp32 matmul "
+        f"{report['matmul_gflops']:.0f} GFLOP/s (1024² @ 1024²). Load average {report['loadavg_start']:.2f} at the "
+        f"start, {report['loadavg_end']:.2f} at the end (other processes on the same cores slow every number down).",
         "",
-        "| arch | mode | NeRFs/min | s/NeRF | mean PSNR (dB) | min PSNR (dB) | samples/step |",
-        "|---|---|---|---|---|---|---|",
+        "| arch | mode | steps × rays | NeRFs/min | s/NeRF | PSNR (dB) | foreground PSNR | min PSNR | samples/step | MLP GFLOP/NeRF | % of matmul peak |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    peak = report["matmul_gflops"]
     for arch, modes in report["results"].items():
         for mode, r in modes.items():
+            gflop = r.get("mlp_gflop_per_nerf", float("nan"))
             lines.append(
-                f"| {arch} | {mode} | {r['nerfs_per_min']:.2f} | {r['seconds_per_nerf']:.2f} | "
-                f"{r['mean_psnr']:.2f} | {r['min_psnr']:.2f} | {r['samples_per_step']:.0f} |"
+                f"| {arch} | {mode} | {r.get('steps', cfg['steps'])} × {r.get('rays', cfg['rays'])} | {r['nerfs_per_min']:.1f} | "
+                f"{r['seconds_per_nerf']:.2f} | {r['mean_psnr']:.2f} | {r.get('mean_fg_psnr', float('nan')):.2f} | "
+                f"{r['min_psnr']:.2f} | {r['samples_per_step']:.0f} | {gflop:.1f} | {100 * gflop / r['seconds_per_nerf'] / peak:.0f} % |"
             )
+    if report.get("naive"):
+        lines += [
+            "",
+            "Naive torch loop (`nfkit.bench.naive_fit`: uniform samples, no grid, one NeRF at a time, the same "
+            "rays, samples and learning rates), run until it reaches nfkit's test PSNR for the object:",
+            "",
+            "| arch | object | nfkit PSNR | nfkit s/NeRF (batched) | naive s | naive PSNR | naive / nfkit time |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for arch, n in report["naive"].items():
+            for row in n["objects"]:
+                mark = "" if row["reached"] else " (not reached: ≥)"
+                lines.append(
+                    f"| {arch} | {row['object']} | {row['target_psnr']:.2f} | {n['nfkit_seconds_per_nerf']:.2f} | "
+                    f"{row['seconds']:.1f} | {row['psnr']:.2f} | {row['speedup']:.1f}×{mark} |"
+                )
     if report.get("malloc"):
         m = report["malloc"]
         lines += [
@@ -190,8 +324,10 @@ def write_report(out: Path, report: dict) -> None:
             f"{m['on']['arch']} × {m['on']['nerfs']}, {m['on']['steps']} steps, fresh processes: "
             f"off {m['off']['ms_per_step']:.1f} ms/step, on {m['on']['ms_per_step']:.1f} ms/step.",
         ]
+    lines += ["", "Test views of every batched NeRF (rows: ground truth, render; one pair per object): "
+              + ", ".join(f"`{name}-{arch}.png`" for arch in report["results"]) + "."]
     lines += ["", f"Total {report['seconds']:.0f} s. Reproduce: `{report['command']}`.", ""]
-    with atomic_path(out / "fit_bench.md") as tmp:
+    with atomic_path(out / f"{name}.md") as tmp:
         tmp.write_text("\n".join(lines))
 
 
@@ -204,10 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", action="append", help="architecture (repeatable; default mlp, tri, hash)")
     parser.add_argument("--preset", default="cpu", help="fit preset (default cpu)")
     parser.add_argument("--set", action="append", help="override a fit config key, key=value (repeatable)")
-    parser.add_argument("--modes", default="batched,naive", help="comma-separated: batched, naive")
+    parser.add_argument("--modes", default="batched,one-at-a-time", help="comma-separated: batched, one-at-a-time")
+    parser.add_argument("--naive-objects", type=int, default=2, help="objects fitted with the naive torch loop (0 = none)")
+    parser.add_argument("--naive-budget", type=float, default=15.0,
+                        help="the naive loop stops after this many times nfkit's seconds per NeRF")
     parser.add_argument("--malloc-steps", type=int, default=30, help="steps of the malloc comparison (0 = skip it)")
     parser.add_argument("--malloc-worker", choices=("on", "off"), help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help="an existing dataset instead of a generated one, e.g. nfkit/bench/realset/objects")
+    parser.add_argument("--name", default="", help="report file stem (default fit_bench, or fit_bench_<dataset folder>)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.malloc_worker:
@@ -219,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()  # as the fit-nerfs CLI does
     import torch
 
+    from nfkit.data.multiview import scan_dataset
     from nfkit.fit.config import resolve_config
     from nfkit.fit.trainer import fit_batch
     from nfkit.nerf.init import create_init
@@ -227,23 +368,42 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     load_start = _loadavg()
     config = resolve_config(args.preset, _overrides(args))
-    data = make_dataset(args.out / "data", args.objects, args.resolution, args.views)
+    if args.data:
+        data = Path(args.data)
+        if not data.is_dir():
+            parser.error(f"--data {data}: no such dataset folder")
+    else:
+        data = make_dataset(args.out / "data", args.objects, args.resolution, args.views)
     scenes = load_scenes(data, config)
+    if not scenes:
+        parser.error(f"{data}: no objects")
+    entries = scan_dataset(data)
     specs = [get_arch(a) for a in (args.arch or ["mlp", "tri", "hash"])]
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    peak = matmul_rate()
     # one-off costs (imports, first allocations) before any timing
     fit_batch(specs[0], create_init(specs[0], 0).params, scenes[:1], resolve_config(args.preset, {"steps": 2, "eval_every": 0}))
-    results = {spec.name: run_modes(spec, scenes, config, modes) for spec in specs}
+    name = args.name or ("fit_bench" if not args.data else f"fit_bench_{data.resolve().name}")
+    results = {spec.name: run_modes(spec, scenes, config, modes, args.out / f"{name}-{spec.name}.png") for spec in specs}
+    naive = {}
+    if args.naive_objects > 0 and "batched" in modes:
+        naive = {spec.name: naive_compare(spec, scenes, config, results[spec.name]["batched"], args.naive_objects,
+                                          args.naive_budget) for spec in specs}
     malloc = _malloc_check(args, data) if args.malloc_steps > 0 else None
     report = {
+        "name": name,
+        "dataset": str(data) if args.data else "procedural",
         "objects": len(scenes),
-        "classes": list(DEFAULT_CLASSES[: args.objects]),
-        "views": args.views,
-        "resolution": args.resolution,
+        "classes": sorted({e.class_name for e in entries}),
+        "views": int(len(scenes[0].train_rgba) // (scenes[0].height * scenes[0].width)) + (0 if scenes[0].eval_on == "test-views" else len(scenes[0].eval_views)),
+        "test_views": scenes[0].eval_on == "test-views",
+        "resolution": scenes[0].width,
         "preset": args.preset,
         "config": config.to_dict(),
         "machine": _machine(),
+        "matmul_gflops": peak,
         "results": results,
+        "naive": naive,
         "malloc": malloc,
         "loadavg_start": load_start,
         "loadavg_end": _loadavg(),
@@ -252,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
     }
     write_report(args.out, report)
-    print(f"wrote {args.out / 'fit_bench.md'}")
+    print(f"wrote {args.out / (name + '.md')}")
     return 0
 
 

@@ -288,7 +288,8 @@ def fit_dataset(
     if limit < 0:
         raise ConfigError(f"--limit must be >= 0 (0 = all objects), got {limit}")
     shard_selection(0, shard_index, num_shards)  # validates the shard options
-    check_fit_budget(config, device)
+    for spec in specs:
+        check_fit_budget(config.for_family(spec.family), device)
     with output_folder(out, "--out", shard=(shard_index, num_shards)):  # refused if another run writes there
         return _fit_into(dataset, out, specs, config, init, init_seed, shard_index, num_shards, device,
                          backend, classes, split, limit, progress, fit_fn, t0)
@@ -345,7 +346,7 @@ def _fit_into(dataset, out, specs, config, init, init_seed, shard_index, num_sha
         tests = [_load_test_views(load_object, e, config) for e in batch]
         scenes = [scene_from_object(o, config.eval_every, device, v) for o, v in zip(objects, tests, strict=True)]
         results = fit(
-            spec, init_obj.params, scenes, config, device=device, backend=backend,
+            spec, init_obj.params, scenes, config.for_family(spec.family), device=device, backend=backend,
             seed=batch_seed(config.seed, key(batch[0])),
         )
         finite = []

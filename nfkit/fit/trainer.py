@@ -14,6 +14,7 @@ renders the held-out views on black.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -55,6 +56,13 @@ class Scene:
     height: int
     width: int
     eval_on: str = ""
+    train_alpha: Tensor | None = None
+    """(V, H, W) alpha of the training views, for the visual hull (``FitConfig.hull``)."""
+    train_c2w: Tensor | None = None
+    """(V, 4, 4) their cameras."""
+    focal: float = 0.0
+    ray_pool: Tensor | None = None
+    """Indices of the training pixels rays are drawn from (None: all); set by the fitter."""
 
 
 def split_views(n_views: int, eval_every: int) -> tuple[list[int], list[int]]:
@@ -103,7 +111,13 @@ def scene_from_object(obj, eval_every: int, device: str | torch.device = "cpu", 
         eval_on, eval_obj = ("held-out-train-views" if held else ""), obj
     to, td, tr = _flat_rays(obj, train, device)
     eo, ed, er = _flat_rays(eval_obj, held, device)
-    return Scene(f"{obj.class_name}/{obj.object_id}", to, td, tr, eo, ed, er, held, height, width, eval_on)
+    idx = np.asarray(train)
+    return Scene(
+        f"{obj.class_name}/{obj.object_id}", to, td, tr, eo, ed, er, held, height, width, eval_on,
+        train_alpha=torch.as_tensor(np.asarray(obj.images[idx, ..., 3], dtype=np.float32)),
+        train_c2w=torch.as_tensor(np.asarray(obj.c2w[idx], dtype=np.float32)),
+        focal=float(obj.focal),
+    )
 
 
 # ---------------------------------------------------------------------- models
@@ -223,6 +237,74 @@ def make_sampler(config: FitConfig, n_nerfs: int, device, generator: torch.Gener
     )
 
 
+# ---------------------------------------------------------------------- visual hull
+def carve_hulls(scenes: Sequence[Scene], sampler, config: FitConfig) -> list[Scene]:
+    """Limit the sampler's occupancy grid to each scene's visual hull (:mod:`nfkit.fit.hull`)
+    and, with ``config.hull_rays``, return the scenes with their ray pools set to the
+    pixels whose ray crosses the hull. Scenes without masks are left unconstrained."""
+    from nfkit.fit.hull import hull_ray_mask, visual_hull
+
+    if not isinstance(sampler, GridSampler):
+        raise ConfigError("hull=true needs the torch grid sampler (sampler=grid)")
+    r = sampler.grid.resolution
+    hulls, out = [], []
+    for s in scenes:
+        if s.train_alpha is None:
+            hulls.append(torch.ones(r**3, dtype=torch.bool))
+            out.append(s)
+            continue
+        hull = visual_hull(s.train_alpha.cpu(), s.train_c2w.cpu(), s.focal, r, sampler.aabb)
+        if not hull.any():  # masks that agree on nothing (bad cameras): do not carve
+            log.warning("%s: the masks' visual hull is empty; fitting without it", s.key)
+            hull = torch.ones(r**3, dtype=torch.bool)
+        hulls.append(hull)
+        if config.hull_rays:
+            keep = hull_ray_mask(s.train_origins.cpu(), s.train_dirs.cpu(), hull, r, sampler.aabb)
+            pool = torch.nonzero(keep)[:, 0].to(s.train_rgba.device) if keep.any() else None
+            s = dataclasses.replace(s, ray_pool=pool)
+        out.append(s)
+    sampler.grid.carve(torch.stack(hulls).to(sampler.grid.device))
+    return out
+
+
+def _lift_hull(sampler, model, scenes: Sequence[Scene], config: FitConfig, gen) -> list[Scene]:
+    """Drop the hull: the grid is rebuilt from the density alone and rays come from every pixel."""
+    sampler.grid.limit = None
+    sampler.grid.update(0, lambda x: model.density(x) * sampler.step_size, occ_thre=config.occ_thre,
+                        ema_decay=0.0, warmup_steps=1, generator=gen)
+    return [dataclasses.replace(s, ray_pool=None) for s in scenes]
+
+
+class EmptySpace:
+    """The density loss outside the visual hull: the masks say nothing is there, so the mean
+    opacity ``1 − exp(−σ·δ)`` of one render step δ at ``points`` random points of the cells
+    outside each NeRF's hull. Without it the weights there stay as the init made them, and a
+    NeRF rendered without the hull (every later stage) shows that fog."""
+
+    def __init__(self, limit: Tensor, resolution: int, aabb, step_size: float, points: int) -> None:
+        self.resolution, self.aabb, self.step_size, self.points = resolution, aabb, step_size, points
+        outside = [torch.nonzero(~row)[:, 0] for row in limit]
+        self.counts = torch.tensor([len(c) for c in outside], device=limit.device)
+        width = max(int(self.counts.max()), 1)
+        self.cells = torch.zeros(len(outside), width, dtype=torch.long, device=limit.device)
+        for b, c in enumerate(outside):
+            self.cells[b, : len(c)] = c
+
+    def loss(self, density_fn, generator: torch.Generator) -> Tensor:
+        b = len(self.cells)
+        device = self.cells.device
+        pick = (torch.rand((b, self.points), generator=generator, device=device) * self.counts[:, None]).long()
+        cells = self.cells.gather(1, pick.clamp_(max=self.cells.shape[1] - 1))
+        r = self.resolution
+        ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1).float()
+        lo, hi = self.aabb
+        x = lo + (ijk + torch.rand((b, self.points, 3), generator=generator, device=device)) * ((hi - lo) / r)
+        occ = density_fn(x) * self.step_size
+        per = 1.0 - torch.exp(-occ)
+        has = (self.counts > 0).to(per.dtype)
+        return (per.mean(dim=1) * has).sum()
+
+
 # ---------------------------------------------------------------------- fitting
 @dataclass
 class FitResult:
@@ -242,8 +324,11 @@ def _draw_rays(scenes: Sequence[Scene], n_rays: int, generator: torch.Generator)
     """(B, R, 3) origins, dirs and (B, R, 4) rgba of random training pixels."""
     o, d, c = [], [], []
     for s in scenes:
-        idx = torch.randint(len(s.train_rgba), (n_rays,), generator=generator, device=generator.device)
+        pool = len(s.train_rgba) if s.ray_pool is None else len(s.ray_pool)
+        idx = torch.randint(pool, (n_rays,), generator=generator, device=generator.device)
         idx = idx.to(s.train_rgba.device)
+        if s.ray_pool is not None:
+            idx = s.ray_pool[idx]
         o.append(s.train_origins[idx])
         d.append(s.train_dirs[idx])
         c.append(s.train_rgba[idx])
@@ -313,6 +398,13 @@ def fit_batch(
     opt = torch.optim.Adam(_param_groups(model, config), lr=config.lr, eps=config.adam_eps)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=config.milestone_steps(), gamma=config.lr_gamma)
     sampler = make_sampler(config, n, device, gen)
+    if config.hull_rays and not config.hull:
+        raise ConfigError("hull_rays=true needs hull=true")
+    empty = None
+    if config.hull:
+        scenes = carve_hulls(scenes, sampler, config)
+        if config.empty_weight > 0 and config.empty_points > 0 and sampler.grid.limit is not None:
+            empty = EmptySpace(sampler.grid.limit, sampler.grid.resolution, sampler.aabb, sampler.step_size, config.empty_points)
     n_rays = config.rays
     max_rays = config.max_rays
     if isinstance(sampler, GridSampler):  # dense (rays, samples) arrays: bound their size
@@ -320,7 +412,12 @@ def fit_batch(
     loss_value = math.nan
     evaluated = torch.zeros(n, dtype=torch.float64)
     rays_total = 0
+    release = config.steps - int(round(config.hull_release * config.steps)) if config.hull else config.steps
     for step in range(config.steps):
+        if step == release and sampler.grid.limit is not None:
+            # the last steps see what a renderer without the hull sees: the grid rebuilt from
+            # the density, rays through every pixel; the photometric loss clears any fog left
+            scenes, empty = _lift_hull(sampler, model, scenes, config, gen), None
         sampler.update(step, model.density, model.density_one)
         origins, dirs, rgba = _draw_rays(scenes, n_rays, gen)
         if config.random_background:
@@ -333,6 +430,8 @@ def fit_batch(
         per_ray = F.smooth_l1_loss(out.rgb, target, reduction="none").mean(dim=-1)
         per_nerf = (per_ray * alive).sum(dim=1) / alive.sum(dim=1).clamp_min(1.0)
         loss = per_nerf.sum()
+        if empty is not None:
+            loss = loss + config.empty_weight * empty.loss(model.density, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -345,6 +444,9 @@ def fit_batch(
             n_rays = int(min(max(n_rays * config.target_samples / mean_evaluated, 16), max_rays))
         if on_step is not None:
             on_step(step, loss_value)
+    if isinstance(sampler, GridSampler) and sampler.grid.limit is not None:
+        # the PSNR of the NeRF as every renderer sees it (the grid from its density alone)
+        scenes = _lift_hull(sampler, model, scenes, config, gen)
     psnrs = evaluate_scenes(model, sampler, scenes, config)
     seconds = (time.perf_counter() - t_start) / n
     params = model.canonical()

@@ -59,6 +59,15 @@ class OccupancyGrid:
         n_cells = resolution**3
         self.occs = torch.zeros(n_nerfs, n_cells, device=self.device)
         self.binary = torch.ones(n_nerfs, resolution, resolution, resolution, dtype=torch.bool, device=self.device)
+        self.limit: Tensor | None = None
+
+    def carve(self, limit: Tensor) -> None:
+        """Keep the grid inside ``limit`` ((B, R³) bool, e.g. the visual hull of each NeRF's
+        masks) from now on: cells outside it are empty and every update leaves them so."""
+        if limit.shape != (self.n_nerfs, self.n_cells) or limit.dtype != torch.bool:
+            raise ValueError(f"expected a ({self.n_nerfs}, {self.n_cells}) bool limit, got {tuple(limit.shape)} {limit.dtype}")
+        self.limit = limit.to(self.device)
+        self.binary = self.binary & self.limit.view(self.binary.shape)
 
     @property
     def n_cells(self) -> int:
@@ -94,6 +103,8 @@ class OccupancyGrid:
     def _cells_to_update(self, warmup: bool, generator: torch.Generator | None) -> Tensor:
         """(B, M) flat cell indices to re-evaluate."""
         b, n_cells = self.n_nerfs, self.n_cells
+        if self.limit is not None:
+            return self._limited_cells(warmup, generator)
         if warmup:
             return torch.arange(n_cells, device=self.device).expand(b, n_cells)
         n = max(n_cells // 4, 1)
@@ -111,6 +122,31 @@ class OccupancyGrid:
         for i, cells in enumerate(occupied):
             padded[i, : len(cells)] = cells
         return torch.cat([uniform, padded], dim=1)
+
+    def _limited_cells(self, warmup: bool, generator: torch.Generator | None) -> Tensor:
+        """Cells to re-evaluate when the grid is carved: only cells inside the limit (the
+        others stay empty whatever the density is there). Warm-up: all of them; afterwards a
+        quarter of them drawn uniformly plus up to as many occupied ones. Rows are padded by
+        repeating a row's first cell (updating a cell twice is the same as once)."""
+        lists = []
+        for i in range(self.n_nerfs):
+            inside = torch.nonzero(self.limit[i])[:, 0]
+            if len(inside) == 0:
+                inside = torch.zeros(1, dtype=torch.long, device=self.device)
+            if not warmup:
+                n = max(len(inside) // 4, 1)
+                uniform = inside[torch.randint(len(inside), (n,), generator=generator, device=self.device)]
+                occupied = torch.nonzero(self.binary[i].flatten())[:, 0]
+                if len(occupied) > n:
+                    occupied = occupied[torch.randint(len(occupied), (n,), generator=generator, device=self.device)]
+                inside = torch.cat([uniform, occupied])
+            lists.append(inside)
+        width = max(len(c) for c in lists)
+        out = torch.empty(self.n_nerfs, width, dtype=torch.long, device=self.device)
+        for i, cells in enumerate(lists):
+            out[i, : len(cells)] = cells
+            out[i, len(cells) :] = cells[0]
+        return out
 
     @torch.no_grad()
     def update(
@@ -138,6 +174,8 @@ class OccupancyGrid:
         self.occs = decayed
         thre = self.occs.mean(dim=1, keepdim=True).clamp(max=occ_thre)
         self.binary = (self.occs > thre).view(self.binary.shape)
+        if self.limit is not None:
+            self.binary &= self.limit.view(self.binary.shape)
 
     def update_every_n_steps(
         self,

@@ -1,0 +1,119 @@
+"""The visual hull of an object's masks: where a NeRF of it can have density at all.
+
+A point of the object projects inside the object's mask in every view, so a grid cell whose
+projection misses the mask of *any* view is empty (space carving). With exact masks (the
+alpha channel of ShapenetRender, NeRF-synthetic and the procedural set) this is a superset of
+the object, known before step 0, and the fitter uses it twice (``FitConfig.hull``):
+
+- the occupancy grid starts as the hull and never leaves it, so no sample outside the hull is
+  evaluated and no floater can grow there (:meth:`nfkit.render.occupancy.OccupancyGrid.carve`);
+- rays are drawn only among the training pixels whose ray crosses the hull
+  (:func:`hull_ray_mask`): the others render the background whatever the weights are, so they
+  carry no gradient.
+
+The test is conservative: a cell is kept when the bounding rectangle of its 8 projected corners
+holds any pixel of non-zero alpha (a summed-area table answers that per cell and view), or
+when the rectangle leaves the image (that view cannot rule it out), or when a corner is behind
+the camera. Images without alpha (alpha 1 everywhere) give the whole box.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nfkit.render.rays import DEFAULT_AABB, ray_aabb_intersect
+
+
+def visual_hull(
+    alpha: Tensor,
+    c2w: Tensor,
+    focal: float,
+    resolution: int,
+    aabb: tuple[float, float] = DEFAULT_AABB,
+    threshold: float = 0.0,
+) -> Tensor:
+    """(R³,) bool: the cells of an R³ grid over ``aabb`` (flat ``i·R² + j·R + k``, i along x)
+    that every view's mask can hold.
+
+    Shapes:
+        alpha: (V, H, W) float, the views' alpha (object where ``alpha > threshold``)
+        c2w: (V, 4, 4) or (V, 3, 4) camera-to-world matrices (OpenGL axes)
+    """
+    from nfkit.data.cameras import project_points
+
+    v, h, w = alpha.shape
+    lo, hi = aabb
+    r = resolution
+    ticks = torch.linspace(lo, hi, r + 1)
+    corners = torch.stack(torch.meshgrid(ticks, ticks, ticks, indexing="ij"), dim=-1).reshape(-1, 3)
+    uv, depth = project_points(corners, c2w.float(), h, w, float(focal))  # (V, (R+1)³, 2), (V, (R+1)³)
+    uv = uv.reshape(v, r + 1, r + 1, r + 1, 2)
+    depth = depth.reshape(v, r + 1, r + 1, r + 1)
+
+    def cell_reduce(t: Tensor, op) -> Tensor:  # (V, R+1, R+1, R+1, ...) -> (V, R, R, R, ...) over 8 corners
+        out = None
+        for di in (0, 1):
+            for dj in (0, 1):
+                for dk in (0, 1):
+                    c = t[:, di : di + r, dj : dj + r, dk : dk + r]
+                    out = c if out is None else op(out, c)
+        return out
+
+    umin = cell_reduce(uv[..., 0], torch.minimum)
+    umax = cell_reduce(uv[..., 0], torch.maximum)
+    vmin = cell_reduce(uv[..., 1], torch.minimum)
+    vmax = cell_reduce(uv[..., 1], torch.maximum)
+    behind = cell_reduce(depth <= 1e-6, torch.logical_or)
+    # pixel (col, row) covers [col, col+1) x [row, row+1): the rectangle's pixels
+    c0, c1 = umin.floor().long(), umax.floor().long()
+    r0, r1 = vmin.floor().long(), vmax.floor().long()
+    leaves = (c0 < 0) | (r0 < 0) | (c1 >= w) | (r1 >= h)
+    c0, c1 = c0.clamp(0, w - 1), c1.clamp(0, w - 1)
+    r0, r1 = r0.clamp(0, h - 1), r1.clamp(0, h - 1)
+    fg = (alpha > threshold).to(torch.int32)
+    sat = torch.zeros(v, h + 1, w + 1, dtype=torch.int32)
+    sat[:, 1:, 1:] = fg.cumsum(1).cumsum(2)
+    flat = sat.reshape(v, -1)
+    stride = w + 1
+
+    def at(rows: Tensor, cols: Tensor) -> Tensor:
+        return flat.gather(1, (rows * stride + cols).reshape(v, -1)).reshape(rows.shape)
+
+    count = at(r1 + 1, c1 + 1) - at(r0, c1 + 1) - at(r1 + 1, c0) + at(r0, c0)
+    keep = (count > 0) | leaves | behind
+    return keep.all(dim=0).reshape(-1)
+
+
+def hull_ray_mask(
+    origins: Tensor,
+    dirs: Tensor,
+    hull: Tensor,
+    resolution: int,
+    aabb: tuple[float, float] = DEFAULT_AABB,
+    samples_per_cell: float = 2.0,
+    chunk: int = 16384,
+) -> Tensor:
+    """(P,) bool: the rays that cross a hull cell (tested at ``samples_per_cell`` points per
+    cell width along the ray, plus one cell of margin: the hull is dilated by one cell for the
+    test, so a ray grazing a corner is kept).
+
+    Shapes: origins, dirs (P, 3); hull (R³,) bool.
+    """
+    r = resolution
+    grid = hull.reshape(1, 1, r, r, r).float()
+    dilated = torch.nn.functional.max_pool3d(grid, 3, stride=1, padding=1)[0, 0].bool().reshape(-1)
+    lo, hi = aabb
+    n = max(int(np.ceil(samples_per_cell * r * 3**0.5)), 2)
+    out = torch.zeros(len(origins), dtype=torch.bool)
+    for start in range(0, len(origins), chunk):
+        o, d = origins[start : start + chunk], dirs[start : start + chunk]
+        t0, t1, hit = ray_aabb_intersect(o, d, aabb)
+        s = torch.linspace(0, 1, n)
+        t = t0[:, None] + (t1 - t0)[:, None] * s[None, :]
+        x = o[:, None, :] + d[:, None, :] * t[..., None]
+        u = ((x - lo) / (hi - lo) * r).long().clamp_(0, r - 1)
+        cells = u[..., 0] * r * r + u[..., 1] * r + u[..., 2]
+        out[start : start + chunk] = hit & dilated[cells].any(dim=1)
+    return out

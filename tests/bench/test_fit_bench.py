@@ -1,0 +1,35 @@
+"""python -m nfkit.bench.fit on a tiny configuration: every figure it reports is there."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from nfkit.bench.fit import main, mlp_flops_per_sample
+from nfkit.nerf.specs import REGISTRY
+
+
+def test_mlp_flops_per_sample():
+    # mlp: 144 -> 64 -> 64 -> 64 -> 4, no biases
+    assert mlp_flops_per_sample(REGISTRY["mlp"]) == 2 * (144 * 64 + 64 * 64 * 2 + 64 * 4)
+
+
+def test_fit_bench_reports_psnr_speed_flops_and_the_naive_loop(tmp_path):
+    out = tmp_path / "bench"
+    rc = main(["--out", str(out), "--objects", "2", "--resolution", "32", "--views", "8", "--arch", "hash",
+               "--preset", "tiny", "--naive-objects", "1", "--naive-budget", "1", "--malloc-steps", "0"])
+    assert rc == 0
+    report = json.loads((out / "fit_bench.json").read_text())
+    modes = report["results"]["hash"]
+    assert set(modes) == {"batched", "one-at-a-time"}
+    for r in modes.values():
+        assert r["nerfs"] == 2 and r["nerfs_per_min"] > 0
+        assert math.isfinite(r["mean_psnr"]) and math.isfinite(r["mean_fg_psnr"])
+        assert r["mean_fg_psnr"] < r["mean_psnr"]  # the black background inflates the full-image figure
+        assert r["mlp_gflop_per_nerf"] > 0
+    naive = report["naive"]["hash"]["objects"][0]
+    assert naive["steps"] > 0 and naive["curve"] and naive["speedup"] > 0
+    assert report["matmul_gflops"] > 0
+    md = (out / "fit_bench.md").read_text()
+    assert "foreground PSNR" in md and "Naive torch loop" in md and "% of matmul peak" in md
+    assert (out / "fit_bench-hash.png").is_file()
