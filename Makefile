@@ -170,7 +170,13 @@ bench: install
 	$(BIN)/python -m nfkit.bench.fit --out $(DEMO)/bench --objects 8
 	$(BIN)/python -m nfkit.bench.fit --out $(DEMO)/bench --data nfkit/bench/realset/objects
 	$(BIN)/python -m nfkit.bench.graphs --out $(DEMO)/bench
+	$(BIN)/python -m nfkit.bench.encoder --out $(DEMO)/bench
 	$(BIN)/python -m nfkit.bench.retrieval --out $(DEMO)/bench
+	@if [ -f $(DEMO)/encoder/best.h5 ]; then \
+	  $(BIN)/python -m nfkit.bench.classify --nerfs $(DEMO)/nerfs --embeddings $(DEMO)/embeddings \
+	    --encoder $(DEMO)/encoder/best.h5 --out $(DEMO)/bench; \
+	else echo "bench: no $(DEMO)/encoder/best.h5 (run make demo first): weights vs rendering not measured"; fi
+	$(BIN)/python -m nfkit.bench.summary --out $(DEMO)/bench
 
 # one process vs torchrun --nproc-per-node 2 for every stage that scales out (README, "Scale-out")
 scaleout: install

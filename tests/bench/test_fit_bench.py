@@ -33,3 +33,17 @@ def test_fit_bench_reports_psnr_speed_flops_and_the_naive_loop(tmp_path):
     md = (out / "fit_bench.md").read_text()
     assert "foreground PSNR" in md and "Naive torch loop" in md and "% of matmul peak" in md
     assert (out / "fit_bench-hash.png").is_file()
+
+
+def test_summary_collects_what_ran_and_names_what_did_not(tmp_path):
+    from nfkit.bench import summary
+
+    out = tmp_path / "bench"
+    main(["--out", str(out), "--objects", "1", "--resolution", "32", "--views", "8", "--arch", "mlp",
+          "--preset", "tiny", "--naive-objects", "0", "--malloc-steps", "0", "--modes", "batched"])
+    assert summary.main(["--out", str(out)]) == 0
+    s = json.loads((out / "bench.json").read_text())
+    assert [r["arch"] for r in s["fit"]] == ["mlp"] and s["fit"][0]["nerfs_per_min"] > 0
+    md = (out / "bench.md").read_text()
+    assert "| procedural | mlp |" in md
+    assert "not measured: `python -m nfkit.bench.graphs`" in md and "not measured: `nfkit classify --zero-shot`" in md
