@@ -425,7 +425,8 @@ def fit_batch(
         else:
             bg = torch.zeros((n, 1, 3), device=device)
         target = rgba[..., :3] * rgba[..., 3:] + bg * (1.0 - rgba[..., 3:])
-        out = sampler.render(model.field, origins, dirs, bg, stratified=True, density_one=model.density_one)
+        field = model if isinstance(model, TorchBatchedNerfs) else model.field  # the former skips padding
+        out = sampler.render(field, origins, dirs, bg, stratified=True, density_one=model.density_one)
         alive = (out.opacity > 0).to(target.dtype)
         per_ray = F.smooth_l1_loss(out.rgb, target, reduction="none").mean(dim=-1)
         per_nerf = (per_ray * alive).sum(dim=1) / alive.sum(dim=1).clamp_min(1.0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
 from nfkit.nerf import field as nerf_field
@@ -68,6 +69,24 @@ class ParamField:
 
     def density(self, x: Tensor) -> Tensor:
         return nerf_field.density(self.spec, self.params, x, sin=self.sin)
+
+    def forward_ragged(self, x: Tensor, counts: Tensor, min_fill: float = 0.75) -> tuple[Tensor, Tensor]:
+        """``self(x)`` where only the first ``counts[b]`` positions of row ``b`` matter (the
+        rest is padding, and its outputs are zeros). When padding would be more than
+        ``1 - min_fill`` of the batched call, each NeRF is evaluated on its own positions
+        instead (same function, less work)."""
+        b, k = x.shape[:2]
+        total = int(counts.sum())
+        if b == 1 or total >= min_fill * b * k:
+            return self(x)
+        rgbs, sigmas = [], []
+        for i in range(b):
+            n = int(counts[i])
+            one = {name: v[i : i + 1] for name, v in self.params.items()}
+            rgb, sigma = nerf_field.forward(self.spec, one, x[i : i + 1, :n], sin=self.sin)
+            rgbs.append(torch.nn.functional.pad(rgb[0], (0, 0, 0, k - n)))
+            sigmas.append(torch.nn.functional.pad(sigma[0], (0, k - n)))
+        return torch.stack(rgbs), torch.stack(sigmas)
 
     def density_one(self, b: int, x: Tensor) -> Tensor:
         one = {k: v[b : b + 1] for k, v in self.params.items()}

@@ -66,7 +66,10 @@ def render_batch(
     index, valid = gather_occupied(mask)
     pts = take(positions, index)
     pts = torch.where(valid[..., None], pts, torch.zeros_like(pts))  # padding at the box centre
-    rgb_s, sigma_s = field_fn(pts)
+    if hasattr(field_fn, "forward_ragged"):  # skip the padding when the NeRFs' counts differ a lot
+        rgb_s, sigma_s = field_fn.forward_ragged(pts, valid.sum(dim=1))
+    else:
+        rgb_s, sigma_s = field_fn(pts)
     sigmas = scatter_samples(sigma_s, index, valid, r * n_samples).reshape(b, r, n_samples)
     rgbs = scatter_samples(rgb_s, index, valid, r * n_samples).reshape(b, r, n_samples, 3)
     if background is not None and background.dim() == 2:

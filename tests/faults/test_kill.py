@@ -45,7 +45,9 @@ def _install_pause(pause: str, marker: Path) -> None:
 
     def hold(what) -> None:
         marker.write_text(str(what))
-        time.sleep(120)
+        # until killed: the parent deals with the children one after the other, so on a
+        # loaded machine the second one may wait minutes (a 120 s pause once ran out in CI)
+        time.sleep(1800)
 
     *where, nth = pause.split(":")
     if len(where) == 2:

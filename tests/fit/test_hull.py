@@ -154,3 +154,24 @@ def test_hull_options_are_checked(scene):
         fit_batch(spec, init, [scene], _tiny(hull_rays=True), seed=0)
     with pytest.raises(ConfigError, match="hull_release"):
         resolve_config("cpu", {"hull_release": "1.5"})
+
+
+def test_ragged_evaluation_is_the_batched_function_without_the_padding():
+    from nfkit.fit.trainer import TorchBatchedNerfs
+
+    spec = REGISTRY["tri"]
+    inits = [create_init(spec, seed=s).params for s in (0, 1, 2)]
+    model = TorchBatchedNerfs(spec, inits, "cpu")
+    x = torch.rand(3, 50, 3, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.6
+    counts = torch.tensor([50, 10, 3])  # 42 % filled: each NeRF on its own positions
+    rgb, sigma = model.forward_ragged(x, counts)
+    ref_rgb, ref_sigma = model(x)
+    for b, n in enumerate(counts.tolist()):
+        torch.testing.assert_close(rgb[b, :n], ref_rgb[b, :n], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(sigma[b, :n], ref_sigma[b, :n], rtol=1e-4, atol=1e-5)
+        assert (rgb[b, n:] == 0).all() and (sigma[b, n:] == 0).all()
+    (rgb.sum() + sigma.sum()).backward()
+    grads = model.params["triplane"].grad
+    assert all(grads[b].abs().sum() > 0 for b in range(3))  # every NeRF gets its gradient
+    full_rgb, _ = model.forward_ragged(x, torch.tensor([50, 45, 40]))  # mostly filled: one batched call
+    torch.testing.assert_close(full_rgb, ref_rgb)
