@@ -354,6 +354,10 @@ def check_fit_budget(config: FitConfig, device: str | torch.device = "cpu") -> N
         raise ConfigError(
             f"rays={config.rays} is above max_rays={config.max_rays} (the upper bound of the ray count per NeRF and step)"
         )
+    if (config.hull or config.hull_rays) and config.resolved(device=str(device)).sampler != "grid":
+        raise ConfigError("hull=true needs the torch grid sampler: add --set sampler=grid (or hull=false)")
+    if config.hull_rays and not config.hull:
+        raise ConfigError("hull_rays=true needs hull=true")
     dense = config.sampler == "grid" or torch.device(device).type != "cuda"
     if dense and config.rays * config.samples > DENSE_SAMPLES_PER_NERF:
         raise ConfigError(

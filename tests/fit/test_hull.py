@@ -154,6 +154,11 @@ def test_hull_options_are_checked(scene):
         fit_batch(spec, init, [scene], _tiny(hull_rays=True), seed=0)
     with pytest.raises(ConfigError, match="hull_release"):
         resolve_config("cpu", {"hull_release": "1.5"})
+    from nfkit.fit.trainer import check_fit_budget
+
+    with pytest.raises(ConfigError, match="needs the torch grid sampler"):  # before anything is loaded
+        check_fit_budget(dataclasses.replace(PRESETS["cpu"], sampler="nerfacc"), "cuda")
+    check_fit_budget(PRESETS["cpu"], "cpu")
 
 
 def test_ragged_evaluation_is_the_batched_function_without_the_padding():
