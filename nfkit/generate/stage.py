@@ -72,23 +72,84 @@ def _rows_fingerprint(x: np.ndarray) -> str:
     return fingerprint_bytes(np.ascontiguousarray(x, dtype="<f4").tobytes())
 
 
-def _train_or_load(path: Path, x: np.ndarray, cfg: GanConfig, class_name: str, es: EmbeddingSet, archs: list[str],
-                   force: bool, device: str, progress: bool) -> tuple[TrainedGan, bool]:
-    """The GAN of one class: the stored one when config, encoder and rows are unchanged."""
-    rows_fp = _rows_fingerprint(x)
-    if path.is_file() and not force:
-        try:
-            from nfkit.io.artifacts import read_header
+def _stored_gan(path: Path, rows_fp: str, cfg: GanConfig, es: EmbeddingSet, force: bool, device: str) -> TrainedGan | None:
+    """The stored GAN of a class when its config, encoder and training rows are unchanged."""
+    if not path.is_file() or force:
+        return None
+    try:
+        from nfkit.io.artifacts import read_header
 
-            old = load_gan(path, device)
-            same_rows = read_header(path)["inputs"].get("train_rows") == rows_fp
-            if old.config == cfg and old.encoder_fingerprint == es.encoder_fingerprint and same_rows:
-                return old, False
-        except ArtifactError as exc:
-            log.warning("%s: %s; retraining", path, exc)
-    gan = train_gan(x, cfg, class_name, es.encoder_fingerprint, archs, device=device, progress=progress)
-    save_gan(path, gan, {"train_rows": rows_fp})
-    return gan, True
+        old = load_gan(path, device)
+        same_rows = read_header(path)["inputs"].get("train_rows") == rows_fp
+        if old.config == cfg and old.encoder_fingerprint == es.encoder_fingerprint and same_rows:
+            return old
+    except ArtifactError as exc:
+        log.warning("%s: %s; retraining", path, exc)
+    return None
+
+
+def _train_and_save(path: str, x: np.ndarray, cfg: GanConfig, class_name: str, encoder_fingerprint: str,
+                    archs: list[str], rows_fp: str, device: str = "cpu", progress: bool = False) -> TrainedGan:
+    """Train one class's GAN and write it (also the body of a worker process)."""
+    gan = train_gan(x, cfg, class_name, encoder_fingerprint, archs, device=device, progress=progress)
+    save_gan(Path(path), gan, {"train_rows": rows_fp})
+    return gan
+
+
+def gan_workers(device: str, pending: int) -> int:
+    """Processes that train class GANs side by side: a GAN's tiny products run best on one
+    thread (``train_gan``), so on a CPU every core can take a class of its own."""
+    import os
+
+    if str(device) != "cpu" or pending < 2:
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+                      pending))
+
+
+def train_class_gans(out: Path, wanted: Sequence[str], train: EmbeddingSet, cfg: GanConfig, es: EmbeddingSet,
+                     archs: list[str], force: bool, device: str, progress: bool,
+                     workers: int | None = None) -> tuple[dict[str, TrainedGan], list[str], list[str]]:
+    """(class -> GAN, trained, reused): stored GANs are reused; the others are trained, one
+    process per core on a CPU (each class's GAN is seeded by its config, so the result is the
+    same as training them one after the other)."""
+    gans: dict[str, TrainedGan] = {}
+    pending = []
+    for c in wanted:
+        x = train.select(class_name=c).embedding
+        rows_fp = _rows_fingerprint(x)
+        path = out / "gan" / f"{c}.h5"
+        old = _stored_gan(path, rows_fp, cfg, es, force, device)
+        if old is not None:
+            gans[c] = old
+        else:
+            pending.append((c, x, rows_fp, path))
+    n = gan_workers(device, len(pending)) if workers is None else max(1, min(workers, len(pending)))
+    if n <= 1:
+        for c, x, rows_fp, path in pending:
+            gans[c] = _train_and_save(str(path), x, cfg, c, es.encoder_fingerprint, archs, rows_fp, device, progress)
+    elif pending:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        from tqdm.auto import tqdm
+
+        log.info("training %d class GANs in %d processes", len(pending), n)
+        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            futures = {pool.submit(_train_and_save, str(path), x, cfg, c, es.encoder_fingerprint, archs, rows_fp): (c, path)
+                       for c, x, rows_fp, path in pending}
+            bar = tqdm(total=len(futures), desc="class GANs", unit="class", disable=not progress, leave=False)
+            for fut in as_completed(futures):
+                c, path = futures[fut]
+                fut.result()
+                gans[c] = load_gan(path, device)
+                bar.update(1)
+            bar.close()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    trained = [c for c, *_ in pending]
+    return {c: gans[c] for c in wanted}, trained, [c for c in wanted if c not in trained]
 
 
 @dataclass
@@ -192,11 +253,7 @@ def run_gan(
     summary = GanSummary(out, wanted)
     archs = train.archs()
     label = "+".join(archs) if len(archs) > 1 else archs[0]
-    gans: dict[str, TrainedGan] = {}
-    for c in wanted:
-        x = train.select(class_name=c).embedding
-        gans[c], trained = _train_or_load(out / "gan" / f"{c}.h5", x, config, c, es, archs, force, device, progress)
-        (summary.trained if trained else summary.reused).append(c)
+    gans, summary.trained, summary.reused = train_class_gans(out, wanted, train, config, es, archs, force, device, progress)
     emb, cls, ids = [], [], []
     for c in wanted:
         emb.append(sample_gan(gans[c], n_samples, seed=config.seed))
