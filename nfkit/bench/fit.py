@@ -359,7 +359,6 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()  # as the fit-nerfs CLI does
     import torch
 
-    from nfkit.data.multiview import scan_dataset
     from nfkit.fit.config import resolve_config
     from nfkit.fit.trainer import fit_batch
     from nfkit.nerf.init import create_init
@@ -377,7 +376,6 @@ def main(argv: list[str] | None = None) -> int:
     scenes = load_scenes(data, config)
     if not scenes:
         parser.error(f"{data}: no objects")
-    entries = scan_dataset(data)
     specs = [get_arch(a) for a in (args.arch or ["mlp", "tri", "hash"])]
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     peak = matmul_rate()
@@ -394,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         "name": name,
         "dataset": str(data) if args.data else "procedural",
         "objects": len(scenes),
-        "classes": sorted({e.class_name for e in entries}),
+        "classes": sorted({s.key.split("/")[0] for s in scenes}),
         "views": int(len(scenes[0].train_rgba) // (scenes[0].height * scenes[0].width)) + (0 if scenes[0].eval_on == "test-views" else len(scenes[0].eval_views)),
         "test_views": scenes[0].eval_on == "test-views",
         "resolution": scenes[0].width,

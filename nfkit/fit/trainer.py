@@ -281,8 +281,10 @@ class EmptySpace:
     outside each NeRF's hull. Without it the weights there stay as the init made them, and a
     NeRF rendered without the hull (every later stage) shows that fog."""
 
-    def __init__(self, limit: Tensor, resolution: int, aabb, step_size: float, points: int) -> None:
-        self.resolution, self.aabb, self.step_size, self.points = resolution, aabb, step_size, points
+    def __init__(self, grid, step_size: float, points: int) -> None:
+        """``grid``: the carved :class:`~nfkit.render.occupancy.OccupancyGrid` (its ``limit`` is the hull)."""
+        self.grid, self.step_size, self.points = grid, step_size, points
+        limit = grid.limit
         outside = [torch.nonzero(~row)[:, 0] for row in limit]
         self.counts = torch.tensor([len(c) for c in outside], device=limit.device)
         width = max(int(self.counts.max()), 1)
@@ -295,10 +297,9 @@ class EmptySpace:
         device = self.cells.device
         pick = (torch.rand((b, self.points), generator=generator, device=device) * self.counts[:, None]).long()
         cells = self.cells.gather(1, pick.clamp_(max=self.cells.shape[1] - 1))
-        r = self.resolution
-        ijk = torch.stack([cells // (r * r), (cells // r) % r, cells % r], dim=-1).float()
-        lo, hi = self.aabb
-        x = lo + (ijk + torch.rand((b, self.points, 3), generator=generator, device=device)) * ((hi - lo) / r)
+        ijk = self.grid.cell_coords(cells).float()
+        lo, hi = self.grid.aabb
+        x = lo + (ijk + torch.rand((b, self.points, 3), generator=generator, device=device)) * ((hi - lo) / self.grid.resolution)
         occ = density_fn(x) * self.step_size
         per = 1.0 - torch.exp(-occ)
         has = (self.counts > 0).to(per.dtype)
@@ -402,13 +403,11 @@ def fit_batch(
     opt = torch.optim.Adam(_param_groups(model, config), lr=config.lr, eps=config.adam_eps)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=config.milestone_steps(), gamma=config.lr_gamma)
     sampler = make_sampler(config, n, device, gen)
-    if config.hull_rays and not config.hull:
-        raise ConfigError("hull_rays=true needs hull=true")
     empty = None
     if config.hull:
         scenes = carve_hulls(scenes, sampler, config)
         if config.empty_weight > 0 and config.empty_points > 0 and sampler.grid.limit is not None:
-            empty = EmptySpace(sampler.grid.limit, sampler.grid.resolution, sampler.aabb, sampler.step_size, config.empty_points)
+            empty = EmptySpace(sampler.grid, sampler.step_size, config.empty_points)
     n_rays = config.rays
     max_rays = config.max_rays
     if isinstance(sampler, GridSampler):  # dense (rays, samples) arrays: bound their size
@@ -417,6 +416,7 @@ def fit_batch(
     evaluated = torch.zeros(n, dtype=torch.float64)
     rays_total = 0
     release = config.steps - int(round(config.hull_release * config.steps)) if config.hull else config.steps
+    field = model if isinstance(model, TorchBatchedNerfs) else model.field  # the former skips padding
     for step in range(config.steps):
         if step == release and sampler.grid.limit is not None:
             # the last steps see what a renderer without the hull sees: the grid rebuilt from
@@ -429,7 +429,6 @@ def fit_batch(
         else:
             bg = torch.zeros((n, 1, 3), device=device)
         target = rgba[..., :3] * rgba[..., 3:] + bg * (1.0 - rgba[..., 3:])
-        field = model if isinstance(model, TorchBatchedNerfs) else model.field  # the former skips padding
         out = sampler.render(field, origins, dirs, bg, stratified=True, density_one=model.density_one)
         alive = (out.opacity > 0).to(target.dtype)
         per_ray = F.smooth_l1_loss(out.rgb, target, reduction="none").mean(dim=-1)
