@@ -35,6 +35,19 @@ def rendering_loss(
     return loss
 
 
+def occupancy_loss(sigma: Tensor, occupied: Tensor, step: float) -> Tensor:
+    """Binary cross-entropy between the opacity of one step, ``α = 1 − exp(−σ·step)``, and an
+    occupancy target (nfkit's addition to the rendering loss; ``EncoderConfig.occ_weight`` says
+    why). For an empty point it is the optical depth ``σ·step`` (linear in the density, so a faint
+    fog is penalised as much as a dense one); for an occupied one ``−log α``, which stops pulling
+    once the point is opaque. sigma, occupied: any equal shapes -> scalar."""
+    if sigma.shape != occupied.shape:
+        raise ValueError(f"shapes differ: {tuple(sigma.shape)} vs {tuple(occupied.shape)}")
+    tau = sigma.clamp_min(0.0) * step
+    full = -torch.log(-torch.expm1(-tau.clamp_min(1e-10)))
+    return torch.where(occupied > 0.5, full, tau).mean()
+
+
 class SigLipLoss(nn.Module):
     """Sigmoid contrastive loss between two aligned batches of embeddings.
 

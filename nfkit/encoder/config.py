@@ -56,12 +56,15 @@ class EncoderConfig(StageConfig):
     decoder_hidden: int = _f(1024, "implicit decoder hidden width (4 layers)")
     decoder_freq: int = _f(24, "frequency bands of the decoder's position encoding")
     embed_norm: bool = _f(False, "when training ends, standardise the embedding per dimension by the statistics of the training embeddings, stored in the checkpoint (the decoder undoes it): every later stage sees standardised embeddings (nfkit's addition; nfkit/models/scale.py)")
+    value_norm: str = _f("layer", choices=("layer", "edge"), help="standardise the GMN's edge values per (edge layer, edge type) over the training graphs, or per edge of each trained layout (nfkit's addition; nfkit/models/edge_norm.py says what it measured): NeRFs of one shared init differ by small changes of each weight. An architecture the encoder never saw gets the per-(layer, type) statistics either way")
     decoder_norm: bool = _f(False, "standardise the embedding per dimension (batch statistics) before the decoder (nfkit's addition; see nfkit/models/decoder.py)")
     # loss
     loss: str = _f("r+c", choices=LOSSES, help="r (rendering), r+c (rendering + SigLIP), c (SigLIP only; no decoder)")
     lambda_c: float = _f(0.02, "weight of the SigLIP term in r+c")
     fg_weight: float = _f(0.8, "weight of the foreground term of the rendering loss")
     bg_weight: float = _f(0.2, "weight of the background term of the rendering loss")
+    occ_weight: float = _f(0.0, "weight of an occupancy term (nfkit's addition; nfkit/losses.py occupancy_loss): binary cross-entropy between the decoder's one-step opacity and the input NeRF's occupancy grid at occ_points points (half uniform in the box, half in occupied cells). The rendering loss marches the decoder only through the input NeRF's grid, so it never learns where the object is not: a decoder trained without this term keeps a near-uniform density and renders a cube of fog through its own grid (generation, interpolation). Measured on the demo data, the term teaches the geometry only after about a hundred visits of each object, far more than the cpu preset's 12 epochs")
+    occ_points: int = _f(512, "points per NeRF per step for the occupancy term")
     # rendering targets
     fg_rays: int = _f(512, "foreground rays per NeRF per step (the decoder marches them through the NeRF's grid)")
     bg_points: int = _f(10000, "background points per NeRF per step")
@@ -92,7 +95,7 @@ class EncoderConfig(StageConfig):
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("bg_points", "bg_pool", "max_block_edges", "readout_edges", "val_nerfs", "decoder_freq"):
+        for name in ("bg_points", "bg_pool", "max_block_edges", "occ_weight", "occ_points", "readout_edges", "val_nerfs", "decoder_freq"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (self.lr > 0 and self.weight_decay >= 0 and 0 < self.pct_start < 1 and self.val_every >= 1):

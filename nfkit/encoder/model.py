@@ -11,9 +11,15 @@ from nfkit.encoder.config import EncoderConfig
 from nfkit.encoder.data import GraphBank
 from nfkit.losses import SigLipLoss
 from nfkit.models.decoder import DecoderSpec, ImplicitDecoder
+from nfkit.models.edge_norm import EdgeValueNorm, edge_stats, layout_key
 from nfkit.models.gmn import GMNEncoder, GMNSpec
 from nfkit.models.nf2vec import Nf2vecEncoder
 from nfkit.models.scale import EmbeddingScale
+
+
+def group_key(group) -> str:
+    """The key of a graph group's layout and init (``nfkit.models.edge_norm.layout_key``)."""
+    return layout_key(group.structure_key, group.meta[0].init_fingerprint)
 
 
 class EncoderModel(nn.Module):
@@ -29,6 +35,9 @@ class EncoderModel(nn.Module):
                 raise ValueError("the nf2vec encoder needs the row width of the graphs' nf2vec rows")
             widths = (512, 512, config.embed_dim, config.embed_dim)
             self.encoder = Nf2vecEncoder(nf2vec_width, widths)
+        if config.encoder == "gmn" and config.value_norm == "edge":
+            # on the encoder: the per-edge statistics travel in its state and fingerprint
+            self.encoder.add_module("value_norm", EdgeValueNorm())
         if config.embed_norm:
             # On the encoder, so that it travels in the checkpoint's encoder state and in the
             # encoder fingerprint: the statistics are part of what an embedding is
@@ -51,6 +60,7 @@ class EncoderModel(nn.Module):
 
         if not isinstance(self.encoder, GMNEncoder):
             return
+        norm = getattr(self.encoder, "value_norm", None)
         layers, types, sums, sqs, counts = [], [], [], [], []
         by_arch: dict[str, list[int]] = {}
         for a, r in items:
@@ -60,6 +70,8 @@ class EncoderModel(nn.Module):
             if g.structure is not None:
                 raw = g.structure.edge_raw.numpy()
                 vals = g.values[np.asarray(rows)].astype(np.float64)
+                if norm is not None and len(rows) >= 2:
+                    norm.set(group_key(g), *edge_stats(vals))
                 keys = raw[:, ELAYER].astype(np.int64) * 1000 + raw[:, ETYPE].astype(np.int64)
                 col_sum, col_sq = vals.sum(0), (vals**2).sum(0)
             else:
@@ -133,6 +145,12 @@ class EncoderModel(nn.Module):
             s.set_from(raw)
         self.train(was_training)
 
+    def _edge_stats(self, group) -> tuple[Tensor, Tensor] | None:
+        """The stored per-edge statistics of a dense group's layout, or None (an unseen layout:
+        per (layer, type) only)."""
+        norm = getattr(self.encoder, "value_norm", None)
+        return None if norm is None else norm.stats(group_key(group))
+
     def _embed_group(self, group, rows, device, max_block_edges, readout_edges, generator) -> Tensor:
         import numpy as np
 
@@ -147,7 +165,11 @@ class EncoderModel(nn.Module):
                 sample = group.structure.sample(max_block_edges, readout_edges, generator)
                 sample = None if sample is None else sample.to(device)
             values = torch.from_numpy(group.values[np.asarray(rows)]).to(device)
-            return self.encoder.forward_dense(values, group.structure, sample)
+            stats = self._edge_stats(group)
+            if stats is None:
+                return self.encoder.forward_dense(values, group.structure, sample)
+            mean, std = (t.to(device) for t in stats)
+            return self.encoder.forward_dense((values - mean) / std, group.structure, sample, layer_stats=False)
         from torch_geometric.data import Batch
 
         batch = Batch.from_data_list([group.sparse[r].to_data() for r in rows]).to(device)

@@ -266,8 +266,11 @@ class GMNEncoder(nn.Module):
         structure: DenseStructure,
         sample: DenseSample | None = None,
         readout_chunk: int = 1 << 15,
+        layer_stats: bool = True,
     ) -> Tensor:
-        """Embeddings of B graphs of one layout, from their edge values in block order."""
+        """Embeddings of B graphs of one layout, from their edge values in block order.
+        ``layer_stats=False``: the values are standardised already (per edge,
+        ``nfkit.models.edge_norm``); the per-(layer, type) statistics are not applied."""
         if values.dim() != 2 or values.shape[1] != structure.n_edges:
             raise ValueError(
                 f"expected edge values of shape (B, {structure.n_edges}), got {tuple(values.shape)}"
@@ -280,8 +283,12 @@ class GMNEncoder(nn.Module):
             blocks, in_deg = sample.blocks, sample.in_degree
         bsz = values.shape[0]
         x = self.pre.nodes(st.node_raw).unsqueeze(0).expand(bsz, -1, -1)
-        mean, std = self.pre.value_stats_of(edge_raw)
-        e = self.pre.edge_values(values, mean[None], std[None]) + self.pre.edge_structure(edge_raw).unsqueeze(0)
+        if layer_stats:
+            mean, std = self.pre.value_stats_of(edge_raw)
+            e = self.pre.edge_values(values, mean[None], std[None])
+        else:
+            e = self.pre.edge_values(values)
+        e = e + self.pre.edge_structure(edge_raw).unsqueeze(0)
         inv_deg = (1.0 / in_deg.clamp(min=1).to(x.dtype))[None, :, None]
         for layer in self.layers:
             xs, es = layer.norm_x(x), layer.norm_e(e)

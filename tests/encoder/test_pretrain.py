@@ -156,3 +156,49 @@ def test_embed_norm_standardises_the_embedding_and_the_decoder_undoes_it(tiny_wo
     rgb0, sigma0 = enc.model.decoder(raw.float(), x)
     np.testing.assert_allclose(rgb.numpy(), rgb0.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(sigma.numpy(), sigma0.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_edge_value_norm_stores_each_layouts_statistics_and_embeds_from_them(tiny_workspace, tmp_path):
+    from nfkit.encoder.data import GraphBank
+    from nfkit.encoder.embed import load_encoder
+    from nfkit.models.edge_norm import layout_key
+
+    cfg = resolve_config("tiny", {"loss": "r+c", "epochs": 1, "value_norm": "edge"})
+    pretrain_encoder(tiny_workspace / "graphs", tiny_workspace / "nerfs", tmp_path / "e", cfg, progress=False)
+    enc = load_encoder(tmp_path / "e" / "best.h5")  # the buffers come back from the checkpoint
+    norm = enc.model.encoder.value_norm
+    bank = GraphBank.load(tiny_workspace / "graphs")
+    assert len(norm.keys()) == len(bank.archs)
+    for arch, g in bank.archs.items():
+        mean, std = norm.stats(layout_key(g.structure_key, g.meta[0].init_fingerprint))
+        train = np.array([m.split == "train" for m in g.meta])
+        np.testing.assert_allclose(mean.numpy(), g.values[train].mean(0), rtol=1e-5, atol=1e-6)
+        assert (std.numpy() > 0).all()
+        # the encoder reads (value - mean) / std, without the per-(layer, type) statistics
+        rows = list(range(len(g.meta)))
+        got = enc.model.embed(bank, [(arch, r) for r in rows])
+        z = (torch.from_numpy(g.values) - mean) / std
+        want = enc.model.encoder.forward_dense(z, g.structure, layer_stats=False)
+        want = enc.model.encoder.out_scale(want) if hasattr(enc.model.encoder, "out_scale") else want
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+        plain = enc.model.encoder.forward_dense(torch.from_numpy(g.values), g.structure)
+        assert not np.allclose(plain.numpy(), want.numpy(), atol=1e-4)
+
+
+def test_an_unseen_layout_gets_the_layer_statistics_only(tiny_workspace, tmp_path):
+    from nfkit.encoder.data import GraphBank
+    from nfkit.encoder.embed import load_encoder
+
+    cfg = resolve_config("tiny", {"loss": "c", "epochs": 1, "value_norm": "edge"})
+    pretrain_encoder(tiny_workspace / "graphs", None, tmp_path / "e", cfg, progress=False,
+                     archs=["mlp-32h", "tri-16w"])
+    enc = load_encoder(tmp_path / "e" / "best.h5")
+    assert len(enc.model.encoder.value_norm.keys()) == 2
+    bank = GraphBank.load(tiny_workspace / "graphs", archs=["hash-11t"])
+    g = bank.archs["hash-11t"]
+    got = enc.model.embed(bank, bank.items)
+    want = enc.model.encoder.forward_dense(torch.from_numpy(g.values), g.structure)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    # the embedding of each graph is a function of that graph alone
+    np.testing.assert_allclose(enc.model.embed(bank, bank.items[:1]).numpy(), got[:1].numpy(), rtol=1e-5, atol=1e-6)
+
