@@ -162,11 +162,11 @@ def _decoder_loss(model, emb, targets: list[NerfTargets], config: EncoderConfig,
     out = render_batch(field_fn, origins, dirs, config.render_samples, grid, background=background)
     fg_target = rgb_t + (1.0 - op_t)[..., None] * background[:, None, :]
     bg_pred = bg_target = None
+    step = (1.4 * math.sqrt(3.0)) / config.render_samples  # the march's step across the box
     if config.bg_points > 0:
         idx_b = [torch.randint(t.bg_points.shape[0], (config.bg_points,), generator=g) for t, g in zip(targets, gens, strict=True)]
         pts = torch.stack([t.bg_points[i] for t, i in zip(targets, idx_b, strict=True)]).to(device)
         rgb, sigma = model.decoder(emb, pts)
-        step = (1.4 * math.sqrt(3.0)) / config.render_samples
         alpha = (1.0 - torch.exp(-sigma * step))[..., None]
         bg_pred = rgb * alpha + background[:, None, :] * (1.0 - alpha)
         bg_target = background[:, None, :].expand_as(bg_pred)
@@ -174,27 +174,25 @@ def _decoder_loss(model, emb, targets: list[NerfTargets], config: EncoderConfig,
 
     loss = rendering_loss(out.rgb, fg_target, bg_pred, bg_target, config.fg_weight, config.bg_weight)
     if config.occ_points > 0 and config.occ_weight > 0:
-        pts = torch.stack([_occupancy_points(t.grid, config.occ_points, grid.aabb, g) for t, g in zip(targets, gens, strict=True)]).to(device)
+        host = grid_of([t.grid for t in targets])  # where the generators draw
+        pts = torch.stack([_occupancy_points(host, i, config.occ_points, g) for i, g in enumerate(gens)]).to(device)
         _, sigma_o = model.decoder(emb, pts)
-        step = (1.4 * math.sqrt(3.0)) / config.render_samples
         loss = loss + config.occ_weight * occupancy_loss(sigma_o, grid.lookup(pts).to(sigma_o.dtype), step)
     return loss
 
 
-def _occupancy_points(occ: torch.Tensor, n: int, aabb: tuple[float, float], gen: torch.Generator) -> torch.Tensor:
-    """``n`` points of the box for the occupancy term: half uniform, half jittered in the NeRF's
-    occupied cells (about 10 % of the box; uniform points alone would be mostly empty).
-    occ (R, R, R) bool -> (n, 3)."""
-    r = occ.shape[0]
+def _occupancy_points(grid, b: int, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` points of the box for the occupancy term of NeRF ``b`` of ``grid`` (an
+    :class:`~nfkit.render.occupancy.OccupancyGrid`): half uniform, half jittered in its occupied
+    cells (about 10 % of the box; uniform points alone would be mostly empty). -> (n, 3)."""
     n_occ = n // 2
     uniform = torch.rand(n - n_occ, 3, generator=gen)
-    cells = torch.nonzero(occ.flatten())[:, 0]
+    cells = torch.nonzero(grid.binary[b].flatten())[:, 0]
     if len(cells) == 0:
-        cells = torch.arange(occ.numel())
+        cells = torch.arange(grid.n_cells)
     pick = cells[torch.randint(len(cells), (n_occ,), generator=gen)]
-    ijk = torch.stack([pick // (r * r), (pick // r) % r, pick % r], dim=-1).float()
-    inside = (ijk + torch.rand(n_occ, 3, generator=gen)) / r
-    lo, hi = aabb
+    inside = (grid.cell_coords(pick).float() + torch.rand(n_occ, 3, generator=gen)) / grid.resolution
+    lo, hi = grid.aabb
     return lo + torch.cat([uniform, inside]) * (hi - lo)
 
 

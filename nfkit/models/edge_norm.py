@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+
 def layout_key(structure_key: str, init_fingerprint: str) -> str:
     return f"{structure_key}_{init_fingerprint}"
 
@@ -38,7 +39,7 @@ def edge_stats(values: np.ndarray, floor: float = 1e-3) -> tuple[np.ndarray, np.
     varies gets ``floor`` × the layout's median standard deviation (it then stays near 0)."""
     if values.ndim != 2 or values.shape[0] < 2:
         raise ValueError(f"need (n >= 2, E) edge values, got {values.shape}")
-    v = values.astype(np.float64)
+    v = np.asarray(values, dtype=np.float64)  # no copy when it is float64 already
     mean, std = v.mean(0), v.std(0)
     med = float(np.median(std)) if std.size else 1.0
     std = np.maximum(std, max(med * floor, 1e-12))

@@ -30,11 +30,12 @@ def test_occupancy_loss_is_the_optical_depth_when_empty_and_minus_log_opacity_wh
 def test_occupancy_points_are_half_in_occupied_cells_and_inside_the_box():
     occ = torch.zeros(8, 8, 8, dtype=torch.bool)
     occ[2:4, 5, 1:3] = True  # 4 of 512 cells
-    pts = _occupancy_points(occ, 100, DEFAULT_AABB, torch.Generator().manual_seed(0))
+    grid = grid_of([occ])
+    pts = _occupancy_points(grid, 0, 100, torch.Generator().manual_seed(0))
     assert pts.shape == (100, 3)
     lo, hi = DEFAULT_AABB
     assert bool(((pts >= lo) & (pts < hi)).all())
-    inside = grid_of([occ]).lookup(pts[None])[0]
+    inside = grid.lookup(pts[None])[0]
     assert bool(inside[50:].all())  # the second half is drawn from the occupied cells
     assert inside[:50].float().mean() < 0.2  # the uniform half is mostly empty here
 
