@@ -48,6 +48,23 @@ def occupancy_loss(sigma: Tensor, occupied: Tensor, step: float) -> Tensor:
     return torch.where(occupied > 0.5, full, tau).mean()
 
 
+def distillation_loss(sigma: Tensor, rgb: Tensor, alpha_t: Tensor, rgb_t: Tensor, step: float) -> Tensor:
+    """Distilling a radiance field at points (the render decoder, ``nfkit/encoder/refit.py``):
+    the binary cross-entropy between the student's one-step opacity ``α = 1 − exp(−σ·step)`` and
+    the teacher's ``alpha_t``, plus the squared colour error weighted by ``alpha_t`` (colour only
+    matters where the teacher is opaque). ``−log(1 − α)`` is the optical depth ``σ·step`` itself,
+    so empty space costs its density linearly. sigma, alpha_t (..., N); rgb, rgb_t (..., N, 3)
+    -> scalar."""
+    if sigma.shape != alpha_t.shape or rgb.shape != rgb_t.shape or rgb.shape[:-1] != sigma.shape:
+        raise ValueError(f"shapes differ: sigma {tuple(sigma.shape)}, alpha {tuple(alpha_t.shape)}, "
+                         f"rgb {tuple(rgb.shape)}, target rgb {tuple(rgb_t.shape)}")
+    tau = sigma.clamp_min(0.0) * step
+    log_alpha = torch.log(-torch.expm1(-tau.clamp_min(1e-10)))
+    density = (-(alpha_t * log_alpha) + (1.0 - alpha_t) * tau).mean()
+    colour = (((rgb - rgb_t) ** 2).sum(dim=-1) * alpha_t).sum() / alpha_t.sum().clamp_min(1.0)
+    return density + colour
+
+
 class SigLipLoss(nn.Module):
     """Sigmoid contrastive loss between two aligned batches of embeddings.
 

@@ -67,8 +67,18 @@ def pretrain_encoder_cmd(
                 resume=resume, force=force, archs=arch or None, progress=progress, dist=dist,
             )
             if dist.main:  # rank 0 writes and reports
-                with atomic_path(out / "train_log.json") as tmp:
-                    tmp.write_text(json.dumps({"preset": name, "config": config.to_dict(), "history": summary.history}, indent=1))
+                log_path = out / "train_log.json"
+                entry = {"preset": name, "config": config.to_dict(), "history": summary.history}
+                refit = summary.refit
+                if refit is None and log_path.is_file():  # fitted by an earlier call of this run
+                    try:
+                        refit = json.loads(log_path.read_text()).get("render_decoder")
+                    except (OSError, ValueError, AttributeError):
+                        refit = None
+                if refit is not None:
+                    entry["render_decoder"] = refit
+                with atomic_path(log_path) as tmp:
+                    tmp.write_text(json.dumps(entry, indent=1))
     finally:
         dist.close()
     if not dist.main:
@@ -86,5 +96,12 @@ def pretrain_encoder_cmd(
         if "val_siglip" in last:
             parts.append(f"val SigLIP {last['val_siglip']:.3f}")
         typer.echo("; ".join(parts))
+    if summary.refit is not None:
+        r = summary.refit
+        line = f"render decoder: {r['refit_steps']} steps in {r['refit_seconds']:.0f} s, loss {r['refit_loss_first']:.3f} -> {r['refit_loss_last']:.3f}"
+        if "val_own_grid_psnr" in r:
+            line += (f"; val PSNR through its own grid {r['val_own_grid_psnr']:.2f} dB "
+                     f"(the training decoder: {r['val_own_grid_psnr_training_decoder']:.2f} dB)")
+        typer.echo(line)
     best = f"{summary.best_metric:.3f}" if math.isfinite(summary.best_metric) else "n/a"
     typer.echo(f"best epoch {summary.best_epoch} ({best}) -> {out / 'best.h5'}")

@@ -22,7 +22,10 @@ dataset (78 training objects × 3 architectures). What it changes, and why (meas
 - ``embed_norm``: when training ends, the embedding that ``embed`` writes is standardised per
   dimension by the training embeddings' statistics (``nfkit/models/scale.py`` says why);
 - lr 1e-3 (paper 1e-4 over 250 epochs; a short run needs the larger step);
-- 12 epochs.
+- 12 epochs;
+- then 1000 steps of the render decoder (``refit_steps``; nfkit/encoder/refit.py says why),
+  about 2.5 minutes: on the demo data its validation PSNR through its own occupancy grid is
+  22.7 dB, against 16.7 dB for the training decoder, whose renders are boxes of fog.
 
 ``tiny`` is for tests (seconds).
 """
@@ -84,6 +87,14 @@ class EncoderConfig(StageConfig):
     amp: bool = _f(True, "mixed precision (float16 autocast + grad scaler) on CUDA; ignored on the CPU")
     grad_clip: float = _f(1.0, "clip the gradient norm (0 = off)")
     seed: int = _f(0, "random seed (model init, batches, samples)")
+    # the render decoder (nfkit's addition; nfkit/encoder/refit.py)
+    refit_steps: int = _f(0, "after training, fit a render decoder to the frozen training embeddings for this many steps (0 = off; ignored for loss c, which trains no decoder): it learns each NeRF's density and colour at points of the whole box, so that a decoded embedding rendered through its own occupancy grid (generate, render --decoder) shows the object, not a box of fog. Stored in best.h5 (and last.h5 when it holds the same encoder); the encoder and its embeddings do not change")
+    refit_dims: int = _f(32, "principal components of the training embeddings the render decoder reads, each whitened to unit variance")
+    refit_freq: int = _f(8, "frequency bands of the render decoder's position encoding")
+    refit_lr: float = _f(1e-3, "AdamW peak learning rate of the render decoder (one-cycle)")
+    refit_batch: int = _f(16, "NeRFs per render-decoder step")
+    refit_points: int = _f(2048, "points per NeRF per render-decoder step")
+    refit_pool: int = _f(8192, "points drawn once per NeRF (half uniform, half in its occupied cells), with its opacity and colour there")
     # validation
     val_every: int = _f(5, "validate every N epochs (and after the last)")
     val_nerfs: int = _f(39, "validation NeRFs to render (at most)")
@@ -95,11 +106,16 @@ class EncoderConfig(StageConfig):
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("bg_points", "bg_pool", "max_block_edges", "occ_weight", "occ_points", "readout_edges", "val_nerfs", "decoder_freq"):
+        for name in ("bg_points", "bg_pool", "max_block_edges", "occ_weight", "occ_points", "readout_edges", "val_nerfs", "decoder_freq",
+                     "refit_steps", "refit_freq"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (self.lr > 0 and self.weight_decay >= 0 and 0 < self.pct_start < 1 and self.val_every >= 1):
             raise ConfigError("lr > 0, weight_decay >= 0, 0 < pct_start < 1 and val_every >= 1 are required")
+        if self.refit_steps > 0 and self.uses_decoder:
+            if not (1 <= self.refit_dims <= self.embed_dim and self.refit_batch >= 2 and self.refit_points >= 1
+                    and self.refit_pool >= self.refit_points and self.refit_lr > 0):
+                raise ConfigError("refit_dims in [1, embed_dim], refit_batch >= 2, 1 <= refit_points <= refit_pool and refit_lr > 0 are required")
         if self.pool_rays > self.cast_rays:
             raise ConfigError(f"pool_rays ({self.pool_rays}) cannot exceed cast_rays ({self.cast_rays})")
 
@@ -133,6 +149,7 @@ PRESETS: Presets[EncoderConfig] = Presets(
         readout_edges=2048,
         val_every=4,
         val_resolution=48,
+        refit_steps=1000,
     ),
     tiny=EncoderConfig(
         hidden=8,
@@ -155,6 +172,12 @@ PRESETS: Presets[EncoderConfig] = Presets(
         val_every=1,
         val_nerfs=4,
         val_resolution=8,
+        refit_steps=10,
+        refit_dims=8,
+        refit_freq=4,
+        refit_batch=4,
+        refit_points=64,
+        refit_pool=128,
     ),
 )
 

@@ -31,6 +31,8 @@ from nfkit.embed.store import META_STR, EmbeddingSet, read_embedding_shard, writ
 from nfkit.encoder.checkpoint import Checkpoint, load_checkpoint
 from nfkit.encoder.data import GraphBank
 from nfkit.encoder.model import EncoderModel
+from nfkit.encoder.refit import RENDER_DECODER, refit_spec
+from nfkit.models.decoder import ImplicitDecoder
 from nfkit.errors import IncompatibleError, NfkitError
 from nfkit.graphs.store import GraphMeta, GraphShard, find_graph_shards
 from nfkit.io.artifacts import ArtifactError, fingerprint_path
@@ -67,6 +69,14 @@ def load_encoder(path: str | Path, device: str = "cpu") -> LoadedEncoder:
     model.encoder.load_state_dict(ckpt.state["encoder"])
     if model.decoder is not None and "decoder" in ckpt.state:
         model.decoder.load_state_dict(ckpt.state["decoder"])
+    if model.decoder is not None and RENDER_DECODER in ckpt.state:
+        # the decoder refitted to the frozen embeddings (nfkit/encoder/refit.py) decodes for
+        # every later stage; the training decoder stays in the checkpoint for --resume
+        model.decoder = ImplicitDecoder(refit_spec(ckpt.config))
+        try:
+            model.decoder.load_state_dict(ckpt.state[RENDER_DECODER])
+        except RuntimeError as exc:
+            raise ArtifactError(f"{path}: its render decoder does not match its settings ({str(exc).splitlines()[0]})") from None
     if model.siglip is not None and "siglip" in ckpt.state:
         model.siglip.load_state_dict(ckpt.state["siglip"])
     model.to(device).eval()

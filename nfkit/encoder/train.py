@@ -84,6 +84,7 @@ class TrainSummary:
     n_train_objects: int = 0
     n_train_graphs: int = 0
     archs: list[str] = field(default_factory=list)
+    refit: dict | None = None  # the render decoder's summary, when this call fitted one
 
 
 class StepRandom:
@@ -341,6 +342,59 @@ def _store_embedding_stats(model: EncoderModel, bank: GraphBank, items, paths: l
         save_checkpoint(path, ck, inputs, input_paths)
 
 
+def _refit_missing(path: Path) -> bool:
+    """Whether the checkpoint at ``path`` exists without a render decoder (``refit_steps``)."""
+    from nfkit.encoder.refit import RENDER_DECODER
+
+    return path.exists() and RENDER_DECODER not in load_checkpoint(path).state
+
+
+def _store_render_decoder(model: EncoderModel, bank: GraphBank, train_items, val_items, records, targets,
+                          paths: list[Path], inputs: dict[str, str], input_paths: dict[str, list], config: EncoderConfig,
+                          device, progress: bool) -> dict | None:
+    """Fit the render decoder (``nfkit/encoder/refit.py``) to the embeddings of ``paths[0]``'s
+    encoder (best.h5) and store it there, and in the other checkpoints that hold the same encoder.
+    Also measures, on up to 6 validation NeRFs, the PSNR of the training decoder and of the render
+    decoder through their own grids. -> the summary written to the training log."""
+    from tqdm import tqdm
+
+    from nfkit.encoder.refit import RENDER_DECODER, own_grid_psnr, refit_decoder
+
+    if not paths[0].exists():
+        return None
+    first = load_checkpoint(paths[0])
+    model.encoder.load_state_dict(first.state["encoder"])
+    model.decoder.load_state_dict(first.state["decoder"])
+    model.eval()
+    with torch.no_grad():
+        emb = model.embed(bank, train_items, chunk=4).cpu()
+    if progress:
+        tqdm.write(f"fitting the render decoder of {paths[0].name} to {len(train_items)} training embeddings ({config.refit_steps} steps)")
+    dec, summary = refit_decoder(emb, [records[it] for it in train_items], [targets[it] for it in train_items],
+                                 config, device, progress)
+    if val_items:
+        picked = val_items[:: max(1, len(val_items) // 6)][:6]
+        with torch.no_grad():
+            val_emb = model.embed(bank, picked, chunk=4).cpu()
+        recs = [records[it] for it in picked]
+        train_dec = model.decoder.cpu()
+        res = config.val_resolution
+        summary["val_own_grid_psnr_training_decoder"] = round(float(np.mean(own_grid_psnr(train_dec, val_emb, recs, resolution=res))), 3)
+        summary["val_own_grid_psnr"] = round(float(np.mean(own_grid_psnr(dec, val_emb, recs, resolution=res))), 3)
+        summary["val_own_grid_nerfs"] = len(recs)
+        model.decoder.to(device)
+    state = {k: t.detach().cpu() for k, t in dec.state_dict().items()}
+    for path in paths:
+        if not path.exists():
+            continue
+        ck = load_checkpoint(path, with_resume=True)
+        if ck.encoder_fingerprint != first.encoder_fingerprint:
+            continue
+        ck.state = {**ck.state, RENDER_DECODER: state}
+        save_checkpoint(path, ck, inputs, input_paths)
+    return summary
+
+
 def pretrain_encoder(
     graphs,
     nerfs,
@@ -595,6 +649,20 @@ def _pretrain_into(graphs, nerfs, out: Path, config: EncoderConfig, device, resu
         # also when a run killed while storing them is resumed with every epoch done
         train_items = [(a, r) for v in train_objects.values() for a, r in v.items()]
         _store_embedding_stats(model, bank, train_items, [last_path, best_path], inputs, input_paths, progress)
+    refit = None
+    if dist.main and config.refit_steps > 0 and config.uses_decoder and (epochs_run > 0 or _refit_missing(best_path)):
+        train_items = [(a, r) for v in train_objects.values() for a, r in v.items()]
+        refit = _store_render_decoder(model, bank, train_items, val_items, records, targets, [best_path, last_path],
+                                      inputs, input_paths, config, device, progress)
+        if refit is not None:
+            msg = (f"render decoder: {refit['refit_steps']} steps on {refit['refit_nerfs']} training NeRFs in "
+                   f"{refit['refit_seconds']:.0f} s, loss {refit['refit_loss_first']:.3f} -> {refit['refit_loss_last']:.3f}")
+            if "val_own_grid_psnr" in refit:
+                msg += (f"; validation PSNR through its own grid {refit['val_own_grid_psnr']:.2f} dB "
+                        f"(training decoder {refit['val_own_grid_psnr_training_decoder']:.2f} dB)")
+            log.info(msg)
+            if progress:
+                tqdm.write(msg)
     dist.barrier()  # every rank returns once the checkpoints are complete
     return TrainSummary(
         out=out,
@@ -607,4 +675,5 @@ def _pretrain_into(graphs, nerfs, out: Path, config: EncoderConfig, device, resu
         n_train_objects=len(train_objects),
         n_train_graphs=sum(len(v) for v in train_objects.values()),
         archs=families,
+        refit=refit,
     )
