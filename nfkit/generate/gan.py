@@ -54,6 +54,7 @@ class GanConfig(StageConfig):
     noise_std: float = option(0.2, "standard deviation of the generator's noise", check=lambda v: v > 0, must="> 0")
     generator_hidden: int = option(128, "width of the generator's hidden layer", check=lambda v: v >= 1, must=">= 1")
     critic_hidden: tuple[int, ...] = option((256, 512), "widths of the critic's two hidden layers", check=lambda v: len(v) == 2 and min(v) >= 1, must="two positive widths")
+    output: str = option("auto", "the generator's last activation: relu (the reference; its embeddings are non-negative), linear, or auto: relu when every training embedding is non-negative, else linear (standardised embeddings, pretrain-encoder's embed_norm, are half negative, which a ReLU output cannot reach)", choices=("auto", "relu", "linear"))
     seed: int = option(0, "seed of initialization, batches and noise")
 
 
@@ -123,10 +124,17 @@ def train_gan(
         torch.set_num_threads(threads)
 
 
+def generator_output(config: GanConfig, embeddings: np.ndarray) -> str:
+    """The generator's last activation for these training embeddings (``GanConfig.output``)."""
+    if config.output != "auto":
+        return config.output
+    return "relu" if float(np.min(embeddings)) >= 0.0 else "linear"
+
+
 def _train(x_np, config, class_name, encoder_fingerprint, archs, dev, progress) -> TrainedGan:
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        g = LatentGenerator(x_np.shape[1], config.noise_dim, config.generator_hidden).to(dev)
+        g = LatentGenerator(x_np.shape[1], config.noise_dim, config.generator_hidden, generator_output(config, x_np)).to(dev)
         d = LatentCritic(x_np.shape[1], tuple(config.critic_hidden)).to(dev)
     gen = torch.Generator().manual_seed(config.seed)
     noise_gen = torch.Generator(device=dev).manual_seed(config.seed + 1)
@@ -194,6 +202,7 @@ def save_gan(path: str | Path, gan: TrainedGan, inputs: dict[str, str] | None = 
         f.attrs["encoder_fingerprint"] = gan.encoder_fingerprint
         f.attrs["archs"] = json.dumps(gan.archs)
         f.attrs["n_train"] = gan.n_train
+        f.attrs["generator_output"] = gan.generator.output
         f.attrs["history"] = json.dumps(gan.history)
         for name, module in (("generator", gan.generator), ("critic", gan.critic)):
             grp = f.create_group(name)
@@ -210,11 +219,15 @@ def load_gan(path: str | Path, device: str = "cpu") -> TrainedGan:
             config = GanConfig.from_dict(json.loads(f.attrs["nfkit_config"])["gan"])
             dim = int(f.attrs["dim"])
             states = {n: {k: torch.from_numpy(np.asarray(read_checked(f[n][k], path))) for k in f[n]} for n in ("generator", "critic")}
+            output = str(f.attrs.get("generator_output", "relu"))  # written before it existed: relu
             meta = (str(f.attrs["class_name"]), str(f.attrs["encoder_fingerprint"]), json.loads(f.attrs["archs"]),
                     int(f.attrs["n_train"]), json.loads(f.attrs["history"]))
         except (KeyError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{path}: malformed latent-gan artifact ({exc})") from None
-    g = LatentGenerator(dim, config.noise_dim, config.generator_hidden)
+    try:
+        g = LatentGenerator(dim, config.noise_dim, config.generator_hidden, output)
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: malformed latent-gan artifact ({exc})") from None
     d = LatentCritic(dim, tuple(config.critic_hidden))
     try:
         g.load_state_dict(states["generator"])

@@ -3,7 +3,9 @@
 Reference: CVLAB-Unibo/nf2vec ``task_generation/`` (TF1, after ``latent_3d_points``), SPEC §10:
 
 - generator: z ~ N(0, 0.2²) of width 128 → FC 128 + ReLU → FC ``dim`` → ReLU (GMN and nf2vec
-  embeddings are non-negative, so is the generator's output);
+  embeddings are non-negative, so is the generator's output). ``output="linear"`` drops the last
+  ReLU, for embeddings that take negative values (nfkit's standardised ones, ``embed_norm``): a
+  ReLU generator cannot reach half of that space;
 - critic: FC 256 + ReLU → FC 512 + ReLU → FC 1 (a Wasserstein critic: no sigmoid).
 
 Both are pure modules; the training loop (WGAN-GP) is :mod:`nfkit.generate.gan`.
@@ -18,20 +20,25 @@ from torch import Tensor, nn
 NOISE_DIM = 128
 #: standard deviation of the generator's Gaussian noise (reference: 0.2)
 NOISE_STD = 0.2
+#: the generator's last activation: the reference's ReLU, or none
+GENERATOR_OUTPUTS = ("relu", "linear")
 
 
 class LatentGenerator(nn.Module):
     """Noise → embedding.
 
-    Shapes: forward(z (B, noise_dim)) -> (B, dim), non-negative.
+    Shapes: forward(z (B, noise_dim)) -> (B, dim), non-negative for ``output="relu"``.
     """
 
-    def __init__(self, dim: int, noise_dim: int = NOISE_DIM, hidden: int = 128) -> None:
+    def __init__(self, dim: int, noise_dim: int = NOISE_DIM, hidden: int = 128, output: str = "relu") -> None:
         super().__init__()
         if min(dim, noise_dim, hidden) < 1:
             raise ValueError(f"generator sizes must be positive, got dim={dim}, noise={noise_dim}, hidden={hidden}")
-        self.dim, self.noise_dim, self.hidden = dim, noise_dim, hidden
-        self.net = nn.Sequential(nn.Linear(noise_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim), nn.ReLU())
+        if output not in GENERATOR_OUTPUTS:
+            raise ValueError(f"generator output must be one of {GENERATOR_OUTPUTS}, got {output!r}")
+        self.dim, self.noise_dim, self.hidden, self.output = dim, noise_dim, hidden, output
+        last = [nn.ReLU()] if output == "relu" else []
+        self.net = nn.Sequential(nn.Linear(noise_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim), *last)
 
     def forward(self, z: Tensor) -> Tensor:
         if z.dim() != 2 or z.shape[1] != self.noise_dim:
@@ -65,4 +72,4 @@ class LatentCritic(nn.Module):
         return self.net(x)
 
 
-__all__ = ["NOISE_DIM", "NOISE_STD", "LatentGenerator", "LatentCritic"]
+__all__ = ["NOISE_DIM", "NOISE_STD", "GENERATOR_OUTPUTS", "LatentGenerator", "LatentCritic"]
