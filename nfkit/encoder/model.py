@@ -130,12 +130,13 @@ class EncoderModel(nn.Module):
         return [m for m in (getattr(self.encoder, "out_scale", None), getattr(self.decoder, "in_scale", None)) if m is not None]
 
     @torch.no_grad()
-    def set_embedding_stats(self, bank: GraphBank, items: Sequence[tuple[str, int]], chunk: int = 4) -> None:
+    def set_embedding_stats(self, bank: GraphBank, items: Sequence[tuple[str, int]], chunk: int = 4) -> Tensor | None:
         """Standardise what :meth:`embed` returns by the statistics of the embeddings of ``items``
-        (the training graphs, every edge, eval mode), and make the decoder undo it."""
+        (the training graphs, every edge, eval mode), and make the decoder undo it. Returns the
+        standardised embeddings of ``items`` (what :meth:`embed` now gives), None without scales."""
         scales = self.scales()
         if not scales:
-            return
+            return None
         was_training = self.training
         self.eval()
         for s in scales:
@@ -144,6 +145,7 @@ class EncoderModel(nn.Module):
         for s in scales:
             s.set_from(raw)
         self.train(was_training)
+        return self.encoder.out_scale(raw)
 
     def _edge_stats(self, group) -> tuple[Tensor, Tensor] | None:
         """The stored per-edge statistics of a dense group's layout, or None (an unseen layout:

@@ -129,8 +129,10 @@ def refit_decoder(embeddings: Tensor, records: Sequence, targets: Sequence[NerfT
     decoder.eval()
     for p in decoder.parameters():
         p.requires_grad_(False)
-    tail = losses[-max(1, len(losses) // 10):]
-    summary = {"refit_steps": config.refit_steps, "refit_nerfs": m, "refit_loss_first": losses[0] if losses else float("nan"),
+    tenth = max(1, len(losses) // 10)
+    head, tail = losses[:tenth], losses[-tenth:]
+    summary = {"refit_steps": config.refit_steps, "refit_nerfs": m,
+               "refit_loss_first": float(np.mean(head)) if head else float("nan"),
                "refit_loss_last": float(np.mean(tail)) if tail else float("nan"),
                "refit_seconds": round(time.perf_counter() - t0, 1)}
     return decoder.cpu(), summary

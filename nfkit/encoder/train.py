@@ -33,6 +33,7 @@ weights. The nf2vec encoder's own BatchNorm layers see each rank's part only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -319,12 +320,15 @@ def _stats_missing(paths: list[Path]) -> bool:
 
 
 def _store_embedding_stats(model: EncoderModel, bank: GraphBank, items, paths: list[Path],
-                           inputs: dict[str, str], input_paths: dict[str, list], progress: bool) -> None:
+                           inputs: dict[str, str], input_paths: dict[str, list], progress: bool) -> dict[Path, torch.Tensor]:
     """Measure the standardisation of each checkpoint's embeddings on the training graphs and
-    store it in that checkpoint (``EncoderConfig.embed_norm``; nfkit/models/scale.py)."""
+    store it in that checkpoint (``EncoderConfig.embed_norm``; nfkit/models/scale.py). Returns
+    each checkpoint's standardised embeddings of ``items`` (the render decoder reuses them)."""
     from tqdm import tqdm
 
     done: dict[str, dict] = {}
+    embedded: dict[str, torch.Tensor] = {}
+    out: dict[Path, torch.Tensor] = {}
     for path in paths:
         if not path.exists():
             continue
@@ -336,22 +340,35 @@ def _store_embedding_stats(model: EncoderModel, bank: GraphBank, items, paths: l
                 model.decoder.load_state_dict(ck.state["decoder"])
             if progress:
                 tqdm.write(f"measuring the embedding statistics of {path.name} on {len(items)} training graphs")
-            model.set_embedding_stats(bank, items)
+            embedded[key] = model.set_embedding_stats(bank, items).detach().cpu()
             done[key] = module_states(model)
         ck.state = done[key]
         save_checkpoint(path, ck, inputs, input_paths)
+        out[path] = embedded[key]
+    return out
 
 
-def _refit_missing(path: Path) -> bool:
-    """Whether the checkpoint at ``path`` exists without a render decoder (``refit_steps``)."""
+REFIT_PREFIX = "refit_"
+
+
+def _refit_settings(config: EncoderConfig) -> dict:
+    return {k: v for k, v in config.to_dict().items() if k.startswith(REFIT_PREFIX)}
+
+
+def _refit_due(path: Path, config: EncoderConfig) -> bool:
+    """Whether the checkpoint at ``path`` exists without a render decoder (``refit_steps``), or
+    with one fitted with other refit settings than ``config``'s."""
     from nfkit.encoder.refit import RENDER_DECODER
 
-    return path.exists() and RENDER_DECODER not in load_checkpoint(path).state
+    if not path.exists():
+        return False
+    ck = load_checkpoint(path)
+    return RENDER_DECODER not in ck.state or _refit_settings(ck.config) != _refit_settings(config)
 
 
 def _store_render_decoder(model: EncoderModel, bank: GraphBank, train_items, val_items, records, targets,
                           paths: list[Path], inputs: dict[str, str], input_paths: dict[str, list], config: EncoderConfig,
-                          device, progress: bool) -> dict | None:
+                          device, progress: bool, embedded: torch.Tensor | None = None) -> dict | None:
     """Fit the render decoder (``nfkit/encoder/refit.py``) to the embeddings of ``paths[0]``'s
     encoder (best.h5) and store it there, and in the other checkpoints that hold the same encoder.
     Also measures, on up to 6 validation NeRFs, the PSNR of the training decoder and of the render
@@ -366,8 +383,11 @@ def _store_render_decoder(model: EncoderModel, bank: GraphBank, train_items, val
     model.encoder.load_state_dict(first.state["encoder"])
     model.decoder.load_state_dict(first.state["decoder"])
     model.eval()
-    with torch.no_grad():
-        emb = model.embed(bank, train_items, chunk=4).cpu()
+    if embedded is not None and embedded.shape[0] == len(train_items):
+        emb = embedded
+    else:
+        with torch.no_grad():
+            emb = model.embed(bank, train_items, chunk=4).cpu()
     if progress:
         tqdm.write(f"fitting the render decoder of {paths[0].name} to {len(train_items)} training embeddings ({config.refit_steps} steps)")
     dec, summary = refit_decoder(emb, [records[it] for it in train_items], [targets[it] for it in train_items],
@@ -391,6 +411,8 @@ def _store_render_decoder(model: EncoderModel, bank: GraphBank, train_items, val
         if ck.encoder_fingerprint != first.encoder_fingerprint:
             continue
         ck.state = {**ck.state, RENDER_DECODER: state}
+        # the checkpoint's settings describe its render decoder (load_encoder builds it from them)
+        ck.config = dataclasses.replace(ck.config, **_refit_settings(config))
         save_checkpoint(path, ck, inputs, input_paths)
     return summary
 
@@ -431,8 +453,11 @@ def _pretrain_into(graphs, nerfs, out: Path, config: EncoderConfig, device, resu
         if not resume:
             raise UserError(f"{last_path} exists: pass --resume to continue that run, or --force to start over")
         ckpt = load_checkpoint(last_path, with_resume=True)
-        if ckpt.config.to_dict() != config.to_dict():
-            diff = sorted(k for k, v in config.to_dict().items() if ckpt.config.to_dict().get(k) != v)
+        diff = sorted(k for k, v in config.to_dict().items() if ckpt.config.to_dict().get(k) != v)
+        # the render decoder's settings do not touch the encoder: --resume with other refit_*
+        # settings refits it (nfkit/encoder/refit.py), the encoder is kept
+        diff = [k for k in diff if not k.startswith(REFIT_PREFIX)]
+        if diff:
             raise IncompatibleError(f"{last_path}: was trained with other settings ({', '.join(diff)}); use --force to start over")
     out.mkdir(parents=True, exist_ok=True)
 
@@ -648,12 +673,14 @@ def _pretrain_into(graphs, nerfs, out: Path, config: EncoderConfig, device, resu
     if dist.main and model.scales() and (epochs_run > 0 or _stats_missing([last_path, best_path])):
         # also when a run killed while storing them is resumed with every epoch done
         train_items = [(a, r) for v in train_objects.values() for a, r in v.items()]
-        _store_embedding_stats(model, bank, train_items, [last_path, best_path], inputs, input_paths, progress)
+        embedded = _store_embedding_stats(model, bank, train_items, [last_path, best_path], inputs, input_paths, progress)
+    else:
+        embedded = {}
     refit = None
-    if dist.main and config.refit_steps > 0 and config.uses_decoder and (epochs_run > 0 or _refit_missing(best_path)):
+    if dist.main and config.refit_steps > 0 and config.uses_decoder and (epochs_run > 0 or _refit_due(best_path, config)):
         train_items = [(a, r) for v in train_objects.values() for a, r in v.items()]
         refit = _store_render_decoder(model, bank, train_items, val_items, records, targets, [best_path, last_path],
-                                      inputs, input_paths, config, device, progress)
+                                      inputs, input_paths, config, device, progress, embedded.get(best_path))
         if refit is not None:
             msg = (f"render decoder: {refit['refit_steps']} steps on {refit['refit_nerfs']} training NeRFs in "
                    f"{refit['refit_seconds']:.0f} s, loss {refit['refit_loss_first']:.3f} -> {refit['refit_loss_last']:.3f}")

@@ -6,7 +6,7 @@ The seeds report no number for generation (SPEC §8); nfkit measures it in the e
   classifier (``nfkit classify``) assigns to that class;
 - **coverage** and **minimum-matching distance (MMD)**, as Achlioptas et al. (*Learning
   Representations and Generative Models for 3D Point Clouds*, 2018, §4) define them between a
-  generated set G and a reference set R (here: the real test embeddings of the class), with a
+  generated set G and a reference set R (here: the real held-out, val and test, embeddings of the class), with a
   distance d between embeddings (``cosine``: 1 − cos, or ``l2``):
 
   - coverage = |{argmin_{r ∈ R} d(g, r) : g ∈ G}| / |R|, the share of real embeddings that are
@@ -201,7 +201,7 @@ def quality_markdown(rows: Sequence[QualityRow], distance: str = "cosine", title
         )
     lines += [
         "",
-        "Reference set: the real test embeddings of each class. accuracy: the trained classifier "
+        "Reference set: the real held-out (val + test) embeddings of each class. accuracy: the trained classifier "
         "assigns the sample to its class; coverage / MMD: Achlioptas et al. 2018; FD: Fréchet "
         "distance with Ledoit-Wolf shrunk covariances. Ceiling = the class's training "
         "embeddings; floor = a diagonal Gaussian fitted to them.",

@@ -177,7 +177,8 @@ def _accuracy(clf, es: EmbeddingSet) -> float:
 
 def quality_rows(gans: dict[str, TrainedGan], train: EmbeddingSet, test: EmbeddingSet, clf=None,
                  distance: str = "cosine", seed: int = 0) -> tuple[list[QualityRow], list[str]]:
-    """Per class: generated / ceiling / floor against the class's test embeddings.
+    """Per class: generated / ceiling / floor against the class's held-out embeddings ``test``
+    (``run_gan`` passes val + test).
 
     Each source contributes as many samples as the class has training embeddings, so coverage
     (which grows with the number of samples) compares like with like.
@@ -187,7 +188,7 @@ def quality_rows(gans: dict[str, TrainedGan], train: EmbeddingSet, test: Embeddi
         tr = train.select(class_name=c)
         ref = test.select(class_name=c)
         if not len(ref):
-            notes.append(f"{c}: no test embeddings, no quality figures")
+            notes.append(f"{c}: no held-out (val / test) embeddings, no quality figures")
             continue
         n = len(tr)
         sources = {
@@ -232,7 +233,9 @@ def run_gan(
         es = es.select(arch=list(arch))
         if not len(es):
             raise UserError(f"no embeddings of architecture {', '.join(arch)}")
-    train, test = es.select(split="train"), es.select(split="test")
+    # the reference set of the quality table: every held-out embedding (val + test; the GANs see
+    # neither), twice the test split alone, which holds one object per class in the demo
+    train, test = es.select(split="train"), es.select(split=["val", "test"])
     if not len(train):
         raise UserError("no train-split embeddings: the latent GANs train on split 'train'")
     wanted = sorted(train.classes()) if not classes else list(classes)

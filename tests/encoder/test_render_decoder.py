@@ -91,14 +91,14 @@ def test_pretrain_stores_a_render_decoder_that_every_stage_loads_and_leaves_the_
     from nfkit.cli import app
 
     graphs, nerfs = tiny_workspace / "graphs", tiny_workspace / "nerfs"
-    common = ["--preset", "tiny", "--loss", "r+c", "--set", "refit_steps=40", "--no-progress"]
+    common = ["--preset", "tiny", "--loss", "r+c", "--set", "refit_steps=200", "--set", "refit_lr=3e-3", "--no-progress"]
     r = CliRunner().invoke(app, ["pretrain-encoder", str(graphs), str(nerfs), *common, "--out", str(tmp_path / "a")])
     assert r.exit_code == 0, r.output
-    assert "render decoder: 40 steps" in r.output and "own grid" in r.output
+    assert "render decoder: 200 steps" in r.output and "own grid" in r.output
     log = json.loads((tmp_path / "a" / "train_log.json").read_text())
     fit = log["render_decoder"]
-    assert fit["refit_steps"] == 40 and fit["refit_nerfs"] > 2
-    # it learns: the loss of the last tenth of the steps is below that of the first step
+    assert fit["refit_steps"] == 200 and fit["refit_nerfs"] > 2
+    # it learns: the mean loss of the last tenth of the steps is below that of the first tenth
     assert fit["refit_loss_last"] < fit["refit_loss_first"]
     assert math.isfinite(fit["val_own_grid_psnr"]) and math.isfinite(fit["val_own_grid_psnr_training_decoder"])
     best, last = load_checkpoint(tmp_path / "a" / "best.h5"), load_checkpoint(tmp_path / "a" / "last.h5")
@@ -152,3 +152,22 @@ def test_a_render_decoder_of_other_settings_is_a_one_line_error(tiny_workspace, 
     save_checkpoint(path, ck)
     with pytest.raises(ArtifactError, match="render decoder does not match"):
         load_encoder(path)
+
+
+def test_resume_with_other_refit_settings_refits_and_keeps_the_encoder(tiny_workspace, tmp_path):
+    from nfkit.errors import IncompatibleError
+
+    graphs, nerfs = tiny_workspace / "graphs", tiny_workspace / "nerfs"
+    pretrain_encoder(graphs, nerfs, tmp_path / "run", resolve_config("tiny", {"loss": "r+c"}), progress=False)
+    best = tmp_path / "run" / "best.h5"
+    before = load_checkpoint(best)
+    cfg = resolve_config("tiny", {"loss": "r+c", "refit_steps": 20, "refit_dims": 4})
+    summary = pretrain_encoder(graphs, nerfs, tmp_path / "run", cfg, resume=True, progress=False)
+    assert summary.epochs_run == 0 and summary.refit is not None and summary.refit["refit_steps"] == 20
+    after = load_checkpoint(best)
+    assert after.encoder_fingerprint == before.encoder_fingerprint and after.config.refit_dims == 4
+    assert load_encoder(best).model.decoder.spec.whiten_dims == 4
+    # a setting of the encoder itself still refuses to resume
+    with pytest.raises(IncompatibleError, match="other settings"):
+        pretrain_encoder(graphs, nerfs, tmp_path / "run", resolve_config("tiny", {"loss": "r+c", "lr": 0.5}),
+                         resume=True, progress=False)

@@ -42,6 +42,10 @@ def test_gan_writes_samples_quality_renders_and_real_nerfs(gen_workspace, tmp_pa
     ceiling = [x for x in rows if x["source"] == "train (ceiling)"]
     assert all(x["accuracy"] is not None and 0 <= x["coverage"] <= 1 and x["frechet"] >= 0 for x in rows)
     assert all(x["n"] == 9 for x in ceiling)  # 3 training objects x 3 architectures per class
+    # the reference set: every held-out (val + test) embedding of the class
+    held_out = real.select(split=["val", "test"])
+    assert all(x["n_reference"] == int((held_out.class_name == x["class_name"]).sum()) > 0 for x in rows)
+    assert len(held_out.select(split="val")) > 0
     for c in ("chair", "lamp"):
         png, gif = out / "views" / c / "gan-0000.png", out / "views" / c / "gan-0000.gif"
         assert Image.open(png).size[1] == 8
