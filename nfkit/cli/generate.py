@@ -37,7 +37,7 @@ def gan_cmd(
     class_name: list[str] = typer.Option(None, "--class", help="Train a GAN for this class only (repeatable; default: every class with train-split embeddings).", show_default=False),
     arch: list[str] = typer.Option(None, "--arch", help="Train on embeddings of this architecture only (repeatable; default: every architecture).", show_default=False),
     samples: int = typer.Option(32, "--samples", "-n", help="Generated embeddings written per class."),
-    preset: str = typer.Option("cpu", "--preset", help="paper (the reference: 2000 epochs, lr 1e-4, batch 50), cpu (about a minute per class) or tiny."),
+    preset: str = typer.Option("cpu", "--preset", help="paper (the reference: 2000 epochs, lr 1e-4, batch 50), cpu (1000 epochs at lr 5e-4, under a minute per class) or tiny."),
     set_: list[str] = typer.Option(None, "--set", help="Override a GAN setting, key=value (repeatable): epochs, batch_size, critic_steps, lr, beta1, beta2, gp_weight, noise_dim, noise_std, generator_hidden, critic_hidden, seed.", show_default=False),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: <workspace>/generate).", show_default=False),
     encoder: Path = typer.Option(None, "--encoder", help="Encoder checkpoint whose decoder renders the samples (default: <workspace>/encoder/best.h5).", show_default=False),

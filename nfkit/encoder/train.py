@@ -398,9 +398,11 @@ def _store_render_decoder(model: EncoderModel, bank: GraphBank, train_items, val
             val_emb = model.embed(bank, picked, chunk=4).cpu()
         recs = [records[it] for it in picked]
         train_dec = model.decoder.cpu()
-        res = config.val_resolution
-        summary["val_own_grid_psnr_training_decoder"] = round(float(np.mean(own_grid_psnr(train_dec, val_emb, recs, resolution=res))), 3)
-        summary["val_own_grid_psnr"] = round(float(np.mean(own_grid_psnr(dec, val_emb, recs, resolution=res))), 3)
+        # the renders of generate (96 samples, a 48³ grid) at the cpu preset; smaller for smaller presets
+        view = {"resolution": config.val_resolution, "n_samples": min(96, max(8, config.render_samples * 3 // 2)),
+                "grid_res": min(48, max(8, config.grid_res * 3 // 2))}
+        summary["val_own_grid_psnr_training_decoder"] = round(float(np.mean(own_grid_psnr(train_dec, val_emb, recs, **view))), 3)
+        summary["val_own_grid_psnr"] = round(float(np.mean(own_grid_psnr(dec, val_emb, recs, **view))), 3)
         summary["val_own_grid_nerfs"] = len(recs)
         model.decoder.to(device)
     state = {k: t.detach().cpu() for k, t in dec.state_dict().items()}

@@ -166,6 +166,17 @@ def _encoder_section(run: Path) -> list[str]:
         if has_siglip:
             row += f" {h.get('val_siglip', math.nan):.3f} |"
         lines.append(row)
+    fit = log.get("render_decoder")
+    if isinstance(fit, dict) and "refit_steps" in fit:
+        line = (f"Render decoder (the decoder every later stage renders embeddings with, fitted to the frozen "
+                f"training embeddings; nfkit/encoder/refit.py): {fit['refit_steps']} steps on {fit.get('refit_nerfs', '?')} "
+                f"training NeRFs in {fit.get('refit_seconds', math.nan):.0f} s, loss {fit.get('refit_loss_first', math.nan):.3f} "
+                f"-> {fit.get('refit_loss_last', math.nan):.3f}.")
+        if "val_own_grid_psnr" in fit:
+            line += (f" PSNR on {fit.get('val_own_grid_nerfs', '?')} validation NeRFs, each rendered through its own "
+                     f"occupancy grid as a generated embedding is: {fit['val_own_grid_psnr']:.2f} dB, against "
+                     f"{fit.get('val_own_grid_psnr_training_decoder', math.nan):.2f} dB for the decoder trained with the encoder.")
+        lines += ["", line]
     return lines + [""]
 
 

@@ -88,3 +88,24 @@ def test_every_section_is_there_and_says_when_its_inputs_are_missing(tmp_path):
     # a stage's own table is included as it wrote it, not recomputed
     assert "| nerf2clip | 42.0 |" in text and not any("zero-shot.md" in ln for ln in missing)
     assert not (run / "report").exists() or not any((run / "report").iterdir())
+
+
+def test_the_encoder_section_reports_the_render_decoder(tmp_path):
+    import json
+
+    from nfkit.eval.report import _encoder_section
+
+    enc = tmp_path / "encoder"
+    enc.mkdir()
+    (enc / "best.h5").write_bytes(b"")  # the section only checks that it is there
+    log = {"preset": "cpu", "config": {"loss": "r+c", "epochs": 1},
+           "history": [{"epoch": 1, "loss": 0.1, "s_per_step": 0.5, "val_psnr": 22.0, "val_psnr_floor": 21.0}]}
+    (enc / "train_log.json").write_text(json.dumps(log))
+    assert "Render decoder" not in "\n".join(_encoder_section(tmp_path))
+    log["render_decoder"] = {"refit_steps": 800, "refit_nerfs": 234, "refit_seconds": 120.4, "refit_loss_first": 0.733,
+                             "refit_loss_last": 0.382, "val_own_grid_psnr": 20.982, "val_own_grid_psnr_training_decoder": 16.501,
+                             "val_own_grid_nerfs": 6}
+    (enc / "train_log.json").write_text(json.dumps(log))
+    text = "\n".join(_encoder_section(tmp_path))
+    assert "Render decoder" in text and "800 steps on 234 training NeRFs in 120 s, loss 0.733 -> 0.382" in text
+    assert "PSNR on 6 validation NeRFs" in text and "20.98 dB, against 16.50 dB" in text
