@@ -43,9 +43,16 @@ def occupancy_loss(sigma: Tensor, occupied: Tensor, step: float) -> Tensor:
     once the point is opaque. sigma, occupied: any equal shapes -> scalar."""
     if sigma.shape != occupied.shape:
         raise ValueError(f"shapes differ: {tuple(sigma.shape)} vs {tuple(occupied.shape)}")
+    return opacity_cross_entropy(sigma, (occupied > 0.5).to(sigma.dtype), step)
+
+
+def opacity_cross_entropy(sigma: Tensor, alpha_t: Tensor, step: float) -> Tensor:
+    """Mean binary cross-entropy between the one-step opacity ``α = 1 − exp(−σ·step)`` and a
+    target opacity ``alpha_t`` in [0, 1]: ``−α_t·log α + (1 − α_t)·σ·step`` (``−log(1 − α)`` is
+    the optical depth itself). sigma, alpha_t: equal shapes -> scalar."""
     tau = sigma.clamp_min(0.0) * step
-    full = -torch.log(-torch.expm1(-tau.clamp_min(1e-10)))
-    return torch.where(occupied > 0.5, full, tau).mean()
+    log_alpha = torch.log(-torch.expm1(-tau.clamp_min(1e-10)))
+    return (-(alpha_t * log_alpha) + (1.0 - alpha_t) * tau).mean()
 
 
 def distillation_loss(sigma: Tensor, rgb: Tensor, alpha_t: Tensor, rgb_t: Tensor, step: float) -> Tensor:
@@ -58,9 +65,7 @@ def distillation_loss(sigma: Tensor, rgb: Tensor, alpha_t: Tensor, rgb_t: Tensor
     if sigma.shape != alpha_t.shape or rgb.shape != rgb_t.shape or rgb.shape[:-1] != sigma.shape:
         raise ValueError(f"shapes differ: sigma {tuple(sigma.shape)}, alpha {tuple(alpha_t.shape)}, "
                          f"rgb {tuple(rgb.shape)}, target rgb {tuple(rgb_t.shape)}")
-    tau = sigma.clamp_min(0.0) * step
-    log_alpha = torch.log(-torch.expm1(-tau.clamp_min(1e-10)))
-    density = (-(alpha_t * log_alpha) + (1.0 - alpha_t) * tau).mean()
+    density = opacity_cross_entropy(sigma, alpha_t, step)
     colour = (((rgb - rgb_t) ** 2).sum(dim=-1) * alpha_t).sum() / alpha_t.sum().clamp_min(1.0)
     return density + colour
 

@@ -97,11 +97,8 @@ def pretrain_encoder_cmd(
             parts.append(f"val SigLIP {last['val_siglip']:.3f}")
         typer.echo("; ".join(parts))
     if summary.refit is not None:
-        r = summary.refit
-        line = f"render decoder: {r['refit_steps']} steps in {r['refit_seconds']:.0f} s, loss {r['refit_loss_first']:.3f} -> {r['refit_loss_last']:.3f}"
-        if "val_own_grid_psnr" in r:
-            line += (f"; val PSNR through its own grid {r['val_own_grid_psnr']:.2f} dB "
-                     f"(the training decoder: {r['val_own_grid_psnr_training_decoder']:.2f} dB)")
-        typer.echo(line)
+        from nfkit.encoder.refit import summary_line
+
+        typer.echo(summary_line(summary.refit))
     best = f"{summary.best_metric:.3f}" if math.isfinite(summary.best_metric) else "n/a"
     typer.echo(f"best epoch {summary.best_epoch} ({best}) -> {out / 'best.h5'}")

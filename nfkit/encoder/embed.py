@@ -32,11 +32,11 @@ from nfkit.encoder.checkpoint import Checkpoint, load_checkpoint
 from nfkit.encoder.data import GraphBank
 from nfkit.encoder.model import EncoderModel
 from nfkit.encoder.refit import RENDER_DECODER, refit_spec
-from nfkit.models.decoder import ImplicitDecoder
 from nfkit.errors import IncompatibleError, NfkitError
 from nfkit.graphs.store import GraphMeta, GraphShard, find_graph_shards
 from nfkit.io.artifacts import ArtifactError, fingerprint_path
 from nfkit.io.lock import output_folder
+from nfkit.models.decoder import ImplicitDecoder
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from torch import Tensor
 from nfkit.encoder.config import EncoderConfig
 from nfkit.encoder.targets import NerfTargets, grid_of, nerf_sine
 from nfkit.models.decoder import DecoderSpec, ImplicitDecoder
-from nfkit.render.rays import DEFAULT_AABB
+from nfkit.render.renderer import default_step_size
 
 RENDER_DECODER = "render_decoder"
 
@@ -45,12 +45,6 @@ def refit_spec(config: EncoderConfig) -> DecoderSpec:
     """The render decoder's shape: the training decoder's width, ``refit_freq`` bands, whitened
     to ``refit_dims`` components."""
     return DecoderSpec(config.embed_dim, config.decoder_hidden, config.refit_freq, False, config.refit_dims)
-
-
-def march_step(config: EncoderConfig) -> float:
-    """The rendering loss's step across the box (diagonal of [−0.7, 0.7]³ over render_samples)."""
-    lo, hi = DEFAULT_AABB
-    return (hi - lo) * math.sqrt(3.0) / config.render_samples
 
 
 @torch.no_grad()
@@ -91,7 +85,7 @@ def refit_decoder(embeddings: Tensor, records: Sequence, targets: Sequence[NerfT
     if len(records) < 2:
         raise ValueError("refitting the decoder needs at least 2 training NeRFs")
     t0 = time.perf_counter()
-    step = march_step(config)
+    step = default_step_size(config.render_samples)  # the rendering loss's march step
     gen = torch.Generator().manual_seed(config.seed + 7)
     pts, alpha_t, rgb_t = teacher_pools(records, targets, config.refit_pool, step, gen)
     with torch.random.fork_rng(devices=[]):
@@ -145,6 +139,7 @@ def own_grid_psnr(decoder, embeddings: Tensor, records: Sequence, views: int = 2
     grid built from their *own* density (as a generated embedding is rendered), on black, from
     ``views`` turntable cameras (elevation 30°, distance 3.4, field of view 0.8 rad)."""
     from nfkit.encoder.reconstruct import decoder_views
+    from nfkit.fit.trainer import psnr_from_mse
     from nfkit.generate.render import seeded
     from nfkit.render.rays import turntable_cameras
     from nfkit.render.views import render_views
@@ -158,5 +153,15 @@ def own_grid_psnr(decoder, embeddings: Tensor, records: Sequence, views: int = 2
         with seeded():
             dec = decoder_views(decoder, embeddings[i].float(), c2w, resolution, focal, n_samples, grid_res)
         mse = float(np.mean((np.clip(nerf, 0, 1) - np.clip(dec, 0, 1)) ** 2))
-        out.append(10.0 * math.log10(1.0 / max(mse, 1e-10)))
+        out.append(psnr_from_mse(max(mse, 1e-10)))
     return out
+
+
+def summary_line(summary: dict) -> str:
+    """One line of a render-decoder summary (``refit_decoder``'s, with the validation PSNRs)."""
+    line = (f"render decoder: {summary['refit_steps']} steps on {summary['refit_nerfs']} training NeRFs in "
+            f"{summary['refit_seconds']:.0f} s, loss {summary['refit_loss_first']:.3f} -> {summary['refit_loss_last']:.3f}")
+    if "val_own_grid_psnr" in summary:
+        line += (f"; validation PSNR through its own grid {summary['val_own_grid_psnr']:.2f} dB "
+                 f"(the training decoder: {summary['val_own_grid_psnr_training_decoder']:.2f} dB)")
+    return line

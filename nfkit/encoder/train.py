@@ -68,7 +68,7 @@ from nfkit.encoder.targets import NerfTargets, TargetSpec, grid_of, targets_for
 from nfkit.errors import IncompatibleError, UserError
 from nfkit.graphs.schema import vocabulary
 from nfkit.io.lock import output_folder
-from nfkit.render.renderer import render_batch
+from nfkit.render.renderer import default_step_size, render_batch
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def _decoder_loss(model, emb, targets: list[NerfTargets], config: EncoderConfig,
     out = render_batch(field_fn, origins, dirs, config.render_samples, grid, background=background)
     fg_target = rgb_t + (1.0 - op_t)[..., None] * background[:, None, :]
     bg_pred = bg_target = None
-    step = (1.4 * math.sqrt(3.0)) / config.render_samples  # the march's step across the box
+    step = default_step_size(config.render_samples)  # the march's step across the box
     if config.bg_points > 0:
         idx_b = [torch.randint(t.bg_points.shape[0], (config.bg_points,), generator=g) for t, g in zip(targets, gens, strict=True)]
         pts = torch.stack([t.bg_points[i] for t, i in zip(targets, idx_b, strict=True)]).to(device)
@@ -672,26 +672,19 @@ def _pretrain_into(graphs, nerfs, out: Path, config: EncoderConfig, device, resu
     if dist.main and not best_path.exists() and last_path.exists():
         # no validation split: the last checkpoint is the best one known
         save_checkpoint(best_path, load_checkpoint(last_path), inputs, input_paths)
+    train_items = [(a, r) for v in train_objects.values() for a, r in v.items()]
+    embedded: dict[Path, torch.Tensor] = {}
     if dist.main and model.scales() and (epochs_run > 0 or _stats_missing([last_path, best_path])):
         # also when a run killed while storing them is resumed with every epoch done
-        train_items = [(a, r) for v in train_objects.values() for a, r in v.items()]
         embedded = _store_embedding_stats(model, bank, train_items, [last_path, best_path], inputs, input_paths, progress)
-    else:
-        embedded = {}
     refit = None
     if dist.main and config.refit_steps > 0 and config.uses_decoder and (epochs_run > 0 or _refit_due(best_path, config)):
-        train_items = [(a, r) for v in train_objects.values() for a, r in v.items()]
         refit = _store_render_decoder(model, bank, train_items, val_items, records, targets, [best_path, last_path],
                                       inputs, input_paths, config, device, progress, embedded.get(best_path))
         if refit is not None:
-            msg = (f"render decoder: {refit['refit_steps']} steps on {refit['refit_nerfs']} training NeRFs in "
-                   f"{refit['refit_seconds']:.0f} s, loss {refit['refit_loss_first']:.3f} -> {refit['refit_loss_last']:.3f}")
-            if "val_own_grid_psnr" in refit:
-                msg += (f"; validation PSNR through its own grid {refit['val_own_grid_psnr']:.2f} dB "
-                        f"(training decoder {refit['val_own_grid_psnr_training_decoder']:.2f} dB)")
-            log.info(msg)
-            if progress:
-                tqdm.write(msg)
+            from nfkit.encoder.refit import summary_line
+
+            log.info(summary_line(refit))  # the CLI prints it too
     dist.barrier()  # every rank returns once the checkpoints are complete
     return TrainSummary(
         out=out,
