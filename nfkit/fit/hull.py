@@ -7,8 +7,8 @@ the object, known before step 0, and the fitter uses it twice (``FitConfig.hull`
 
 - the occupancy grid starts as the hull and never leaves it, so no sample outside the hull is
   evaluated and no floater can grow there (:meth:`nfkit.render.occupancy.OccupancyGrid.carve`);
-- rays are drawn only among the training pixels whose ray crosses the hull
-  (:func:`hull_ray_mask`): the others render the background whatever the weights are, so they
+- rays are drawn only among the training pixels whose ray can cross the hull
+  (:func:`hull_pixel_mask`): the others render the background whatever the weights are, so they
   carry no gradient.
 
 The test is conservative: a cell is kept when the bounding rectangle of its 8 projected corners
@@ -26,29 +26,22 @@ from torch import Tensor
 from nfkit.render.rays import DEFAULT_AABB, ray_aabb_intersect
 
 
-def visual_hull(
-    alpha: Tensor,
-    c2w: Tensor,
-    focal: float,
-    resolution: int,
-    aabb: tuple[float, float] = DEFAULT_AABB,
-    threshold: float = 0.0,
-) -> Tensor:
-    """(R³,) bool: the cells of an R³ grid over ``aabb`` (flat ``i·R² + j·R + k``, i along x)
-    that every view's mask can hold.
+def cell_rectangles(
+    c2w: Tensor, focal: float, height: int, width: int, resolution: int, aabb: tuple[float, float] = DEFAULT_AABB
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The bounding rectangle of each grid cell's 8 projected corners in every view.
 
-    Shapes:
-        alpha: (V, H, W) float, the views' alpha (object where ``alpha > threshold``)
-        c2w: (V, 4, 4) or (V, 3, 4) camera-to-world matrices (OpenGL axes)
+    Returns ``umin, umax, vmin, vmax`` (continuous pixel coordinates, ``u`` = column) and
+    ``behind`` (a corner behind the camera), each (V, R, R, R) over cells ``[i, j, k]``.
     """
     from nfkit.data.cameras import project_points
 
-    v, h, w = alpha.shape
+    v = c2w.shape[0]
     lo, hi = aabb
     r = resolution
     ticks = torch.linspace(lo, hi, r + 1)
     corners = torch.stack(torch.meshgrid(ticks, ticks, ticks, indexing="ij"), dim=-1).reshape(-1, 3)
-    uv, depth = project_points(corners, c2w.float(), h, w, float(focal))  # (V, (R+1)³, 2), (V, (R+1)³)
+    uv, depth = project_points(corners, c2w.float(), height, width, float(focal))  # (V, (R+1)³, 2), (V, (R+1)³)
     uv = uv.reshape(v, r + 1, r + 1, r + 1, 2)
     depth = depth.reshape(v, r + 1, r + 1, r + 1)
 
@@ -61,11 +54,34 @@ def visual_hull(
                     out = c if out is None else op(out, c)
         return out
 
-    umin = cell_reduce(uv[..., 0], torch.minimum)
-    umax = cell_reduce(uv[..., 0], torch.maximum)
-    vmin = cell_reduce(uv[..., 1], torch.minimum)
-    vmax = cell_reduce(uv[..., 1], torch.maximum)
-    behind = cell_reduce(depth <= 1e-6, torch.logical_or)
+    return (
+        cell_reduce(uv[..., 0], torch.minimum),
+        cell_reduce(uv[..., 0], torch.maximum),
+        cell_reduce(uv[..., 1], torch.minimum),
+        cell_reduce(uv[..., 1], torch.maximum),
+        cell_reduce(depth <= 1e-6, torch.logical_or),
+    )
+
+
+def visual_hull(
+    alpha: Tensor,
+    c2w: Tensor,
+    focal: float,
+    resolution: int,
+    aabb: tuple[float, float] = DEFAULT_AABB,
+    threshold: float = 0.0,
+    rectangles: tuple[Tensor, ...] | None = None,
+) -> Tensor:
+    """(R³,) bool: the cells of an R³ grid over ``aabb`` (flat ``i·R² + j·R + k``, i along x)
+    that every view's mask can hold.
+
+    Shapes:
+        alpha: (V, H, W) float, the views' alpha (object where ``alpha > threshold``)
+        c2w: (V, 4, 4) or (V, 3, 4) camera-to-world matrices (OpenGL axes)
+        rectangles: :func:`cell_rectangles` of these cameras, if already computed
+    """
+    v, h, w = alpha.shape
+    umin, umax, vmin, vmax, behind = rectangles or cell_rectangles(c2w, focal, h, w, resolution, aabb)
     # pixel (col, row) covers [col, col+1) x [row, row+1): the rectangle's pixels
     c0, c1 = umin.floor().long(), umax.floor().long()
     r0, r1 = vmin.floor().long(), vmax.floor().long()
@@ -86,6 +102,52 @@ def visual_hull(
     return keep.all(dim=0).reshape(-1)
 
 
+def hull_pixel_mask(
+    hull: Tensor,
+    c2w: Tensor,
+    focal: float,
+    height: int,
+    width: int,
+    resolution: int,
+    aabb: tuple[float, float] = DEFAULT_AABB,
+    rectangles: tuple[Tensor, ...] | None = None,
+) -> Tensor:
+    """(V, H, W) bool: the pixels whose ray (through the pixel centre) can cross the hull.
+
+    A ray crosses a cell only if its pixel centre lies in the cell's projection, so a pixel
+    is kept when its centre is inside the bounding rectangle of some cell of the hull dilated
+    by one cell (every pixel, for a cell with a corner behind the camera). The rectangles are
+    painted with a 2-D difference array: a superset of the crossing rays, in a few vectorised
+    passes.
+
+    Shapes: hull (R³,) bool; c2w (V, 4, 4) or (V, 3, 4).
+    """
+    r = resolution
+    v = c2w.shape[0]
+    umin, umax, vmin, vmax, behind = rectangles or cell_rectangles(c2w, focal, height, width, r, aabb)
+    grid = hull.reshape(1, 1, r, r, r).float()
+    dilated = torch.nn.functional.max_pool3d(grid, 3, stride=1, padding=1)[0, 0].bool()
+    cells = dilated[None].expand(v, r, r, r)
+    view = torch.arange(v)[:, None, None, None].expand(v, r, r, r)[cells]
+    # columns / rows whose centre (c + 0.5) is in [min, max]
+    c0 = torch.ceil(umin[cells] - 0.5).long()
+    c1 = torch.floor(umax[cells] - 0.5).long()
+    r0 = torch.ceil(vmin[cells] - 0.5).long()
+    r1 = torch.floor(vmax[cells] - 0.5).long()
+    back = behind[cells]
+    c0 = torch.where(back, 0, c0.clamp(min=0))
+    r0 = torch.where(back, 0, r0.clamp(min=0))
+    c1 = torch.where(back, width - 1, c1.clamp(max=width - 1))
+    r1 = torch.where(back, height - 1, r1.clamp(max=height - 1))
+    some = (c0 <= c1) & (r0 <= r1)
+    view, c0, c1, r0, r1 = view[some], c0[some], c1[some], r0[some], r1[some]
+    diff = torch.zeros(v, height + 1, width + 1, dtype=torch.int32)
+    one = torch.ones(len(view), dtype=torch.int32)
+    for rows, cols, sign in ((r0, c0, 1), (r0, c1 + 1, -1), (r1 + 1, c0, -1), (r1 + 1, c1 + 1, 1)):
+        diff.index_put_((view, rows, cols), one * sign, accumulate=True)
+    return diff.cumsum(1).cumsum(2)[:, :height, :width] > 0
+
+
 def hull_ray_mask(
     origins: Tensor,
     dirs: Tensor,
@@ -95,7 +157,8 @@ def hull_ray_mask(
     samples_per_cell: float = 2.0,
     chunk: int = 16384,
 ) -> Tensor:
-    """(P,) bool: the rays that cross a hull cell (tested at ``samples_per_cell`` points per
+    """(P,) bool: which of any rays cross a hull cell, by marching (the fitter's training
+    pixels take the faster :func:`hull_pixel_mask`, a superset). Tested at ``samples_per_cell`` points per
     cell width along the ray, plus one cell of margin: the hull is dilated by one cell for the
     test, so a ray grazing a corner is kept).
 

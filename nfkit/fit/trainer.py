@@ -242,7 +242,7 @@ def carve_hulls(scenes: Sequence[Scene], sampler, config: FitConfig) -> list[Sce
     """Limit the sampler's occupancy grid to each scene's visual hull (:mod:`nfkit.fit.hull`)
     and, with ``config.hull_rays``, return the scenes with their ray pools set to the
     pixels whose ray crosses the hull. Scenes without masks are left unconstrained."""
-    from nfkit.fit.hull import hull_ray_mask, visual_hull
+    from nfkit.fit.hull import cell_rectangles, hull_pixel_mask, visual_hull
 
     if not isinstance(sampler, GridSampler):
         raise ConfigError("hull=true needs the torch grid sampler (sampler=grid)")
@@ -253,13 +253,15 @@ def carve_hulls(scenes: Sequence[Scene], sampler, config: FitConfig) -> list[Sce
             hulls.append(torch.ones(r**3, dtype=torch.bool))
             out.append(s)
             continue
-        hull = visual_hull(s.train_alpha.cpu(), s.train_c2w.cpu(), s.focal, r, sampler.aabb)
+        c2w = s.train_c2w.cpu()
+        rects = cell_rectangles(c2w, s.focal, s.height, s.width, r, sampler.aabb)
+        hull = visual_hull(s.train_alpha.cpu(), c2w, s.focal, r, sampler.aabb, rectangles=rects)
         if not hull.any():  # masks that agree on nothing (bad cameras): do not carve
             log.warning("%s: the masks' visual hull is empty; fitting without it", s.key)
             hull = torch.ones(r**3, dtype=torch.bool)
         hulls.append(hull)
         if config.hull_rays:
-            keep = hull_ray_mask(s.train_origins.cpu(), s.train_dirs.cpu(), hull, r, sampler.aabb)
+            keep = hull_pixel_mask(hull, c2w, s.focal, s.height, s.width, r, sampler.aabb, rectangles=rects).reshape(-1)
             pool = torch.nonzero(keep)[:, 0].to(s.train_rgba.device) if keep.any() else None
             s = dataclasses.replace(s, ray_pool=pool)
         out.append(s)

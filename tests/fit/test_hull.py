@@ -18,7 +18,7 @@ from nfkit.data.multiview import load_object, scan_dataset
 from nfkit.data.synth import SynthConfig, generate_dataset
 from nfkit.errors import ConfigError
 from nfkit.fit.config import PRESETS, FamilyTuning, resolve_config
-from nfkit.fit.hull import hull_ray_mask, visual_hull
+from nfkit.fit.hull import cell_rectangles, hull_pixel_mask, hull_ray_mask, visual_hull
 from nfkit.fit.trainer import carve_hulls, fit_batch, make_sampler, scene_from_object
 from nfkit.nerf.init import create_init
 from nfkit.nerf.specs import REGISTRY
@@ -76,6 +76,27 @@ def test_hull_rays_are_those_that_cross_it():
     assert keep[closest < RADIUS].all()  # every pixel of the object
     assert not keep[closest > 0.7 * 3**0.5].any()  # rays that miss the whole box
     assert keep.float().mean() < 0.8
+
+
+def test_hull_pixels_hold_every_ray_that_crosses_it():
+    alpha, c2w, focal, origins, dirs, closest = sphere_views()
+    size = alpha.shape[1]
+    rects = cell_rectangles(c2w, focal, size, size, RES)
+    hull = visual_hull(alpha, c2w, focal, RES, rectangles=rects)
+    assert torch.equal(hull, visual_hull(alpha, c2w, focal, RES))
+    pixels = hull_pixel_mask(hull, c2w, focal, size, size, RES, rectangles=rects)
+    assert pixels.shape == alpha.shape and pixels.dtype == torch.bool
+    marched = hull_ray_mask(origins.reshape(-1, 3), dirs.reshape(-1, 3), hull, RES)
+    flat = pixels.reshape(-1)
+    assert flat[marched].all()  # a superset of the rays the marching test finds crossing the hull
+    assert flat[closest.reshape(-1) < RADIUS].all()  # so every pixel of the object
+    assert not flat[closest.reshape(-1) > 0.7 * 3**0.5].any()  # and no ray that misses the box
+    assert flat.float().mean() < marched.float().mean() + 0.1  # and not much more
+    # a hull of one cell: its rectangle, a few pixels, in every view
+    one = torch.zeros(RES**3, dtype=torch.bool)
+    one[(RES // 2) * RES * RES + (RES // 2) * RES + RES // 2] = True
+    few = hull_pixel_mask(one, c2w, focal, size, size, RES)
+    assert (few.flatten(1).sum(1) > 0).all() and few.float().mean() < 0.1
 
 
 def test_carved_grid_never_leaves_its_limit():

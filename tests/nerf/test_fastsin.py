@@ -1,0 +1,116 @@
+"""The compiled sine of the frequency encoding (nfkit.nerf.fastsin) against float64 references.
+
+``math.sin`` on the float64 value of each float32 argument is glibc's sine, which reduces the
+argument exactly: the reference for what "the sine of this float32 value" is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nfkit.nerf import fastsin
+from nfkit.nerf.encodings import frequency_encoding
+
+needs_kernel = pytest.mark.skipif(not fastsin.available(), reason="no C compiler: the kernel is not built here")
+
+
+def _arguments() -> torch.Tensor:
+    """float32 values over every magnitude the encodings produce and beyond, both signs."""
+    gen = torch.Generator().manual_seed(0)
+    mags = torch.exp2(torch.empty(20000).uniform_(-30, 100, generator=gen))
+    frac = torch.rand(20000, generator=gen)
+    signs = torch.where(torch.rand(20000, generator=gen) < 0.5, -1.0, 1.0)
+    special = torch.tensor([0.0, -0.0, 1e-40, math.pi, -math.pi / 2, 1024.0, 1023.99, 2.0**24, 2.0**47 * math.pi, 3.0e38])
+    return torch.cat([mags * (0.5 + frac) * signs, special]).float()
+
+
+def _reference(x: torch.Tensor) -> np.ndarray:
+    return np.array([math.sin(v) for v in x.double().tolist()])
+
+
+@needs_kernel
+def test_kernel_is_the_sine_to_half_an_ulp():
+    x = _arguments()
+    ours = fastsin.native_sin(x).double().numpy()
+    ref = _reference(x)
+    err = np.abs(ours - ref)
+    # float32 has 2^-24 relative spacing: half an ulp of a value below 1 is at most 2^-25 (3e-8)
+    assert err.max() <= 2.0**-25 * 1.0001
+    # relative to the value too, down to the fixed-point reduction's absolute precision
+    # (2^-38 of pi/2, about 6e-12), which tiny sines of huge arguments reach
+    assert np.all(err <= np.maximum(np.abs(ref) * 2.0**-23, 1e-11))
+    torch_err = np.abs(torch.sin(x).double().numpy() - ref)
+    assert torch_err.max() < 1e-7  # torch's own float32 sine, for scale: the two agree to ~1e-7
+
+
+@needs_kernel
+def test_kernel_special_values():
+    x = torch.tensor([float("inf"), float("-inf"), float("nan"), 0.0, -0.0] * 300)
+    out = fastsin.native_sin(x)
+    assert torch.isnan(out[:3]).all() and (out[3:5] == 0).all()
+
+
+@needs_kernel
+def test_threads_do_not_change_the_values(monkeypatch):
+    x = _arguments().repeat(8)
+    one = fastsin.native_sin(x)
+    monkeypatch.setattr(fastsin, "PARALLEL_MIN", 1024)
+    assert torch.equal(fastsin.native_sin(x), one)
+    y = x.clone()
+    assert fastsin.native_sin(y, out=y) is y and torch.equal(y, one)
+
+
+@needs_kernel
+def test_frequency_encoding_matches_torch_sine_on_every_band():
+    u = torch.rand(2, 500, 3, generator=torch.Generator().manual_seed(1))
+    fast = frequency_encoding(u, 48)
+    slow = frequency_encoding(u.requires_grad_(True), 48).detach()  # with grad: torch.sin
+    assert fast.shape == slow.shape == (2, 500, 288)
+    assert float((fast - slow).abs().max()) < 1e-7
+
+
+def test_fallbacks_use_torch():
+    x = torch.linspace(-1e6, 1e6, 5000, dtype=torch.float64)
+    assert torch.equal(fastsin.sin_(x.clone()), torch.sin(x))  # not float32
+    small = torch.linspace(-3e5, 3e5, 100)
+    assert torch.equal(fastsin.sin_(small.clone()), torch.sin(small))  # too small to be worth a call
+    strided = torch.linspace(-1e5, 1e5, 8000).reshape(80, 100).t()
+    assert torch.equal(fastsin.sin_(strided.clone().t().t()), torch.sin(strided))  # not contiguous
+    with_grad = torch.linspace(-1e5, 1e5, 8000, requires_grad=True)
+    assert fastsin.sin_(with_grad * 1.0).grad_fn is not None
+
+
+@needs_kernel
+def test_native_sin_refuses_other_tensors():
+    with pytest.raises(ValueError, match="float32 CPU tensor"):
+        fastsin.native_sin(torch.zeros(10, dtype=torch.float64))
+
+
+def test_disabled_by_environment_and_built_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("NFKIT_FAST_SIN", "0")
+    fastsin._library.cache_clear()
+    try:
+        assert not fastsin.available()
+        x = torch.linspace(-1e6, 1e6, 5000)
+        assert torch.equal(fastsin.sin_(x.clone()), torch.sin(x))
+        monkeypatch.setenv("NFKIT_FAST_SIN", "1")
+        monkeypatch.setenv("NFKIT_CACHE", str(tmp_path))
+        fastsin._library.cache_clear()
+        if fastsin.available():
+            assert len(list((tmp_path / "native").glob("fastsin-*.so"))) == 1
+    finally:
+        fastsin._library.cache_clear()
+
+
+def test_reduction_table_is_two_over_pi_in_fixed_point():
+    table = fastsin.reduction_table()
+    two_over_pi = 2 / math.pi
+    # E = 150 - 62 + k: the entry is 2^k * 2/pi mod 4 scaled by 2^62, for k = 1 (E = 89 is below
+    # the table's range, so check one inside it against float64: E = 150 -> 2^62 * 2/pi)
+    assert table[136] == 0 and table[137] != 0
+    assert abs(int(table[150]) / 2.0**62 - two_over_pi) < 1e-15
+    assert abs(int(table[151]) / 2.0**62 - 2 * two_over_pi) < 1e-15
