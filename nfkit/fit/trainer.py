@@ -382,6 +382,23 @@ def _param_groups(model, config: FitConfig) -> list[dict]:
     return groups
 
 
+def band_columns(spec, first_band: int) -> Tensor | None:
+    """Columns of ``mlp.0`` that read the frequency encoding's bands ``>= first_band`` (the
+    encoding's output ``j`` is band ``(j // 2) % freq_bands``; the tri family's C tri-plane
+    channels come first); None when the architecture has no such band."""
+    if not spec.freq_bands or first_band >= spec.freq_bands:
+        return None
+    offset = spec.tri_channels if spec.family == "tri" else 0
+    band = (torch.arange(spec.freq_dim) // 2) % spec.freq_bands
+    return offset + torch.nonzero(band >= first_band)[:, 0]
+
+
+def band_penalty(model, columns: Tensor) -> Tensor:
+    """``Σ_b ½ Σ w²`` over the given ``mlp.0`` columns of every NeRF (``FitConfig.band_l2``)."""
+    w = model.params["mlp.0"][:, :, columns]
+    return 0.5 * (w * w).sum()
+
+
 def fit_batch(
     spec,
     init: Mapping[str, np.ndarray],
@@ -410,6 +427,11 @@ def fit_batch(
         scenes = carve_hulls(scenes, sampler, config)
         if config.empty_weight > 0 and config.empty_points > 0 and sampler.grid.limit is not None:
             empty = EmptySpace(sampler.grid, sampler.step_size, config.empty_points)
+    band_cols = band_columns(spec, config.band_l2_from) if config.band_l2 > 0 else None
+    if band_cols is not None:
+        if not isinstance(model, TorchBatchedNerfs):
+            raise ConfigError("band_l2 needs the torch backend (set band_l2=0 with tcnn)")
+        band_cols = band_cols.to(device)
     n_rays = config.rays
     max_rays = config.max_rays
     if isinstance(sampler, GridSampler):  # dense (rays, samples) arrays: bound their size
@@ -438,6 +460,8 @@ def fit_batch(
         loss = per_nerf.sum()
         if empty is not None:
             loss = loss + config.empty_weight * empty.loss(model.density, gen)
+        if band_cols is not None:
+            loss = loss + config.band_l2 * band_penalty(model, band_cols)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,0 +1,79 @@
+"""The L2 penalty on the first layer's weights of high frequency bands (FitConfig.band_l2)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from nfkit.data.multiview import load_object, scan_dataset
+from nfkit.data.synth import SynthConfig, generate_dataset
+from nfkit.errors import ConfigError
+from nfkit.fit.config import PRESETS, resolve_config
+from nfkit.fit.trainer import TorchBatchedNerfs, band_columns, band_penalty, fit_batch, scene_from_object
+from nfkit.nerf.encodings import frequency_encoding
+from nfkit.nerf.init import create_init
+from nfkit.nerf.specs import REGISTRY
+
+
+def test_band_columns_read_those_bands():
+    for name in ("mlp", "tri"):
+        spec = REGISTRY[name]
+        cols = band_columns(spec, 5)
+        offset = spec.tri_channels if spec.family == "tri" else 0
+        assert len(cols) == 3 * 2 * (spec.freq_bands - 5)
+        n = spec.freq_bands
+        # the encoding's layout (output d*2n + 2f + phase: input dimension d, band f)
+        expected = sorted(offset + d * 2 * n + 2 * f + p for d in range(3) for f in range(5, n) for p in (0, 1))
+        assert cols.tolist() == expected
+        # and what those columns read: moving u by 2^-4, a period of every band >= 5 but of no
+        # lower band, changes the lower bands only (bands 5-11, where float32 keeps it exact)
+        u = torch.tensor([[[0.25, 0.5, 0.125]]])
+        delta = frequency_encoding(u + 2.0**-4, n)[0, 0] - frequency_encoding(u, n)[0, 0]
+        band = (torch.arange(3 * 2 * n) // 2) % n
+        assert delta[(band >= 5) & (band < 12)].abs().max() < 1e-4
+        assert delta[band < 5].abs().max() > 0.1
+    assert band_columns(REGISTRY["hash"], 0) is None
+    assert band_columns(REGISTRY["mlp"], REGISTRY["mlp"].freq_bands) is None
+
+
+def test_band_penalty_is_half_the_sum_of_squares():
+    spec = REGISTRY["mlp"]
+    init = create_init(spec, seed=0).params
+    model = TorchBatchedNerfs(spec, [init, init], "cpu")
+    cols = band_columns(spec, 20)
+    w = np.asarray(init["mlp.0"])[:, cols.numpy()]
+    assert float(band_penalty(model, cols).detach()) == pytest.approx(2 * 0.5 * float((w.astype(np.float64) ** 2).sum()), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    root = tmp_path_factory.mktemp("band") / "data"
+    generate_dataset(root, SynthConfig(resolution=32, objects_per_class=1, views=12, classes=("car",), seed=5))
+    return scene_from_object(load_object(scan_dataset(root)[0]), eval_every=4)
+
+
+def test_fitting_with_the_penalty_quiets_those_weights_only(scene):
+    spec = REGISTRY["mlp"]
+    init = create_init(spec, seed=0).params
+    config = dataclasses.replace(PRESETS["tiny"], steps=40)
+    plain = fit_batch(spec, init, [scene], config, seed=0)[0]
+    quiet = fit_batch(spec, init, [scene], dataclasses.replace(config, band_l2=10.0, band_l2_from=5), seed=0)[0]
+    cols = band_columns(spec, 5).numpy()
+    low = np.setdiff1d(np.arange(spec.freq_dim), cols)
+    high_plain = np.abs(plain.params["mlp.0"][:, cols]).mean()
+    high_quiet = np.abs(quiet.params["mlp.0"][:, cols]).mean()
+    assert high_quiet < 0.2 * high_plain  # driven towards zero from the shared init
+    assert np.abs(quiet.params["mlp.0"][:, low]).mean() > 0.5 * np.abs(plain.params["mlp.0"][:, low]).mean()
+    assert np.isfinite(quiet.psnr)
+
+
+def test_band_options_are_checked():
+    assert resolve_config("cpu", {}).band_l2 > 0  # in the cpu preset
+    assert PRESETS["paper"].band_l2 == 0  # the reference recipe has none
+    with pytest.raises(ConfigError):
+        resolve_config("cpu", {"band_l2": "-1"})
+    with pytest.raises(ConfigError):
+        resolve_config("cpu", {"band_l2_from": "-2"})
