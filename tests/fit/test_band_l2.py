@@ -12,7 +12,13 @@ from nfkit.data.multiview import load_object, scan_dataset
 from nfkit.data.synth import SynthConfig, generate_dataset
 from nfkit.errors import ConfigError
 from nfkit.fit.config import PRESETS, resolve_config
-from nfkit.fit.trainer import TorchBatchedNerfs, band_columns, band_penalty, fit_batch, scene_from_object
+from nfkit.fit.trainer import (
+    TorchBatchedNerfs,
+    band_columns,
+    band_penalty,
+    fit_batch,
+    scene_from_object,
+)
 from nfkit.nerf.encodings import frequency_encoding
 from nfkit.nerf.init import create_init
 from nfkit.nerf.specs import REGISTRY
