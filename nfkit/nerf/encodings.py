@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nfkit.nerf import fastsin
+from nfkit.nerf import native
 from nfkit.nerf.specs import ArchSpec
 
 __all__ = [
@@ -61,7 +61,7 @@ def frequency_encoding(u: Tensor, n_frequencies: int, sin: str = "exact") -> Ten
     dimension, per frequency, (sin, cos).
 
     ``sin="exact"`` evaluates the sine accurately (in float32: ``torch.sin``, or on the CPU
-    without gradient :func:`nfkit.nerf.fastsin.sin_`, the same values to a few 1e-8 and 2-3×
+    without gradient :func:`nfkit.nerf.native.sin_`, the same values to a few 1e-8 and 2-3×
     faster on the high bands' large arguments). tcnn evaluates
     ``__sinf(fmaf(u·2^f, π, phase))``, CUDA's fast sine, which has no real argument reduction:
     for large arguments (log2-frequencies above ~16 for u in [0, 1]) its values are quantised
@@ -84,7 +84,7 @@ def frequency_encoding(u: Tensor, n_frequencies: int, sin: str = "exact") -> Ten
     scale = (torch.exp2(f) * math.pi).repeat_interleave(2)  # (2n,)
     phase = torch.tensor([0.0, math.pi / 2], device=u.device, dtype=u.dtype).repeat(n_frequencies)
     arg = torch.addcmul(phase, u.unsqueeze(-1), scale)  # (..., D, 2n)
-    out = torch.sin(arg) if arg.requires_grad else fastsin.sin_(arg)  # in place: one big buffer less
+    out = torch.sin(arg) if arg.requires_grad else native.sin_(arg)  # in place: one big buffer less
     return out.flatten(-2)
 
 
@@ -234,6 +234,8 @@ def _indices_level_major(
     entries = torch.empty((len(levels), *lead, 8), dtype=torch.int32 if small else torch.int64,
                           device=u.device)
     weights = torch.empty((len(levels), *lead, 8), dtype=torch.float32, device=u.device)
+    if native.hash_indices(levels, u.detach().to(torch.float32), batch_entries, entries, weights):
+        return entries, weights  # the same values, from the C kernel in one pass
     if batch_entries:
         shift = torch.arange(u.shape[0], device=u.device, dtype=entries.dtype).view(-1, 1, 1)
         shift *= batch_entries
@@ -299,12 +301,17 @@ def hash_grid_encoding(spec: ArchSpec, table: Tensor, u: Tensor) -> Tensor:
 class _WeightedGather(torch.autograd.Function):
     """``out[..., f] = Σ_k rows[idx[..., k], f] · w[..., k]``; the backward scatters with
     ``torch.bincount`` (a sequential, deterministic sum; faster on the CPU than the
-    ``index_add`` behind ``embedding``'s backward)."""
+    ``index_add`` behind ``embedding``'s backward). With nfkit's C kernels (float32 on the
+    CPU, :mod:`nfkit.nerf.native`) both passes run there instead, the gradient summed in
+    double, level by level in parallel."""
 
     @staticmethod
     def forward(ctx, rows: Tensor, idx: Tensor, w: Tensor) -> Tensor:  # noqa: D102
         ctx.save_for_backward(idx, w)
         ctx.n_rows = rows.shape[0]
+        ctx.native = native.hash_gather_applies(rows, idx, w) and idx.shape[-1] == 8
+        if ctx.native:  # the C kernel: the same sums in one pass
+            return native.hash_gather(rows, idx, w)
         feats = F.embedding(idx, rows)  # (..., K, F)
         return (feats * w.unsqueeze(-1)).sum(dim=-2)
 
@@ -313,6 +320,8 @@ class _WeightedGather(torch.autograd.Function):
         idx, w = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None
+        if ctx.native and grad.dtype == torch.float32:
+            return native.hash_scatter(grad, idx, w, ctx.n_rows), None, None
         flat_idx = idx.reshape(-1)
         contrib = grad.unsqueeze(-2) * w.unsqueeze(-1)  # (..., K, F)
         cols = [

@@ -1,4 +1,4 @@
-"""The compiled sine of the frequency encoding (nfkit.nerf.fastsin) against float64 references.
+"""nfkit's C kernels (nfkit.nerf.native) against float64 references and the torch code.
 
 ``math.sin`` on the float64 value of each float32 argument is glibc's sine, which reduces the
 argument exactly: the reference for what "the sine of this float32 value" is.
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from nfkit.nerf import fastsin
+from nfkit.nerf import native
 from nfkit.nerf.encodings import frequency_encoding
 
-needs_kernel = pytest.mark.skipif(not fastsin.available(), reason="no C compiler: the kernel is not built here")
+needs_kernel = pytest.mark.skipif(not native.available(), reason="no C compiler: the kernel is not built here")
 
 
 def _arguments() -> torch.Tensor:
@@ -35,7 +35,7 @@ def _reference(x: torch.Tensor) -> np.ndarray:
 @needs_kernel
 def test_kernel_is_the_sine_to_half_an_ulp():
     x = _arguments()
-    ours = fastsin.native_sin(x).double().numpy()
+    ours = native.native_sin(x).double().numpy()
     ref = _reference(x)
     err = np.abs(ours - ref)
     # float32 has 2^-24 relative spacing: half an ulp of a value below 1 is at most 2^-25 (3e-8)
@@ -50,18 +50,18 @@ def test_kernel_is_the_sine_to_half_an_ulp():
 @needs_kernel
 def test_kernel_special_values():
     x = torch.tensor([float("inf"), float("-inf"), float("nan"), 0.0, -0.0] * 300)
-    out = fastsin.native_sin(x)
+    out = native.native_sin(x)
     assert torch.isnan(out[:3]).all() and (out[3:5] == 0).all()
 
 
 @needs_kernel
 def test_threads_do_not_change_the_values(monkeypatch):
     x = _arguments().repeat(8)
-    one = fastsin.native_sin(x)
-    monkeypatch.setattr(fastsin, "PARALLEL_MIN", 1024)
-    assert torch.equal(fastsin.native_sin(x), one)
+    one = native.native_sin(x)
+    monkeypatch.setattr(native, "PARALLEL_MIN", 1024)
+    assert torch.equal(native.native_sin(x), one)
     y = x.clone()
-    assert fastsin.native_sin(y, out=y) is y and torch.equal(y, one)
+    assert native.native_sin(y, out=y) is y and torch.equal(y, one)
 
 
 @needs_kernel
@@ -75,42 +75,86 @@ def test_frequency_encoding_matches_torch_sine_on_every_band():
 
 def test_fallbacks_use_torch():
     x = torch.linspace(-1e6, 1e6, 5000, dtype=torch.float64)
-    assert torch.equal(fastsin.sin_(x.clone()), torch.sin(x))  # not float32
+    assert torch.equal(native.sin_(x.clone()), torch.sin(x))  # not float32
     small = torch.linspace(-3e5, 3e5, 100)
-    assert torch.equal(fastsin.sin_(small.clone()), torch.sin(small))  # too small to be worth a call
+    assert torch.equal(native.sin_(small.clone()), torch.sin(small))  # too small to be worth a call
     strided = torch.linspace(-1e5, 1e5, 8000).reshape(80, 100).t()
-    assert torch.equal(fastsin.sin_(strided.clone().t().t()), torch.sin(strided))  # not contiguous
+    assert torch.equal(native.sin_(strided.clone().t().t()), torch.sin(strided))  # not contiguous
     with_grad = torch.linspace(-1e5, 1e5, 8000, requires_grad=True)
-    assert fastsin.sin_(with_grad * 1.0).grad_fn is not None
+    assert native.sin_(with_grad * 1.0).grad_fn is not None
 
 
 @needs_kernel
 def test_native_sin_refuses_other_tensors():
     with pytest.raises(ValueError, match="float32 CPU tensor"):
-        fastsin.native_sin(torch.zeros(10, dtype=torch.float64))
+        native.native_sin(torch.zeros(10, dtype=torch.float64))
 
 
 def test_disabled_by_environment_and_built_into_the_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("NFKIT_FAST_SIN", "0")
-    fastsin._library.cache_clear()
+    monkeypatch.setenv("NFKIT_NATIVE", "0")
+    native._library.cache_clear()
     try:
-        assert not fastsin.available()
+        assert not native.available()
         x = torch.linspace(-1e6, 1e6, 5000)
-        assert torch.equal(fastsin.sin_(x.clone()), torch.sin(x))
-        monkeypatch.setenv("NFKIT_FAST_SIN", "1")
+        assert torch.equal(native.sin_(x.clone()), torch.sin(x))
+        monkeypatch.setenv("NFKIT_NATIVE", "1")
         monkeypatch.setenv("NFKIT_CACHE", str(tmp_path))
-        fastsin._library.cache_clear()
-        if fastsin.available():
-            assert len(list((tmp_path / "native").glob("fastsin-*.so"))) == 1
+        native._library.cache_clear()
+        if native.available():
+            assert len(list((tmp_path / "native").glob("native-*.so"))) == 1
     finally:
-        fastsin._library.cache_clear()
+        native._library.cache_clear()
 
 
 def test_reduction_table_is_two_over_pi_in_fixed_point():
-    table = fastsin.reduction_table()
+    table = native.reduction_table()
     two_over_pi = 2 / math.pi
     # E = 150 - 62 + k: the entry is 2^k * 2/pi mod 4 scaled by 2^62, for k = 1 (E = 89 is below
     # the table's range, so check one inside it against float64: E = 150 -> 2^62 * 2/pi)
     assert table[136] == 0 and table[137] != 0
     assert abs(int(table[150]) / 2.0**62 - two_over_pi) < 1e-15
     assert abs(int(table[151]) / 2.0**62 - 2 * two_over_pi) < 1e-15
+
+
+def _torch_only(monkeypatch):
+    monkeypatch.setattr(native, "_library", lambda: None)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["hash", "hash-3n", "hash-11t"])
+def test_hash_entries_and_weights_are_the_torch_ones_bit_for_bit(name, monkeypatch):
+    from nfkit.nerf.encodings import _indices_level_major
+    from nfkit.nerf.specs import REGISTRY
+
+    spec = REGISTRY[name]
+    gen = torch.Generator().manual_seed(2)
+    u = torch.rand(3, 3000, 3, generator=gen) * 1.4 - 0.2  # some outside the box: wrapped vertices
+    n_entries = spec.param_shapes()["hash_table"][0] // spec.hash_features
+    ours = [_indices_level_major(spec, u, batch_entries=n_entries), _indices_level_major(spec, u)]
+    _torch_only(monkeypatch)
+    theirs = [_indices_level_major(spec, u, batch_entries=n_entries), _indices_level_major(spec, u)]
+    for (e1, w1), (e2, w2) in zip(ours, theirs, strict=True):
+        assert e1.dtype == e2.dtype == torch.int32
+        assert torch.equal(e1, e2) and torch.equal(w1, w2)
+
+
+@needs_kernel
+def test_hash_interpolation_and_its_gradient_match_torch(monkeypatch):
+    from nfkit.nerf.encodings import hash_grid_encoding
+    from nfkit.nerf.specs import REGISTRY
+
+    spec = REGISTRY["hash"]
+    gen = torch.Generator().manual_seed(3)
+    n_params = spec.param_shapes()["hash_table"][0]
+    table = (torch.randn(2, n_params, generator=gen) * 0.1).requires_grad_(True)
+    u = torch.rand(2, 4000, 3, generator=gen)
+    out = hash_grid_encoding(spec, table, u)
+    upstream = torch.randn(out.shape, generator=gen)
+    (grad,) = torch.autograd.grad(out, table, upstream)
+    again = torch.autograd.grad(hash_grid_encoding(spec, table, u), table, upstream)[0]
+    assert torch.equal(grad, again)  # deterministic, threads and all
+    _torch_only(monkeypatch)
+    ref = hash_grid_encoding(spec, table, u)
+    (ref_grad,) = torch.autograd.grad(ref, table, upstream)
+    assert float((out - ref).abs().max().detach()) < 1e-6
+    assert float((grad - ref_grad).abs().max()) < 1e-5 * float(ref_grad.abs().max())

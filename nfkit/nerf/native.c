@@ -1,0 +1,160 @@
+/* nfkit's CPU kernels for the NeRF fields' encodings (loaded by nfkit/nerf/native.py).
+ *
+ * 1. nfkit_sin_f32: the sine of float32 values with exact argument reduction, in one pass.
+ *
+ * The frequency encoding's high bands take sines of arguments up to 2^47 * pi. Vectorised
+ * float32 sines fall back to a slow reduction above about 4e4; here every argument is reduced
+ * exactly instead, so every value costs the same:
+ *
+ *  - |x| < 2^10: x - n * pi/2 in double, pi/2 split in two parts (Cody-Waite), n = rint(2x/pi);
+ *  - otherwise x = M * 2^e with M the 24-bit integer mantissa; x / (pi/2) mod 4 is
+ *    M * T[e] mod 2^64 in fixed point (T[e] = 2^(e+62) * 2/pi mod 2^64, from the caller), whose
+ *    top two bits are the quadrant and whose other 62 bits are the remainder.
+ *
+ * sin and cos of the remainder (|r| <= pi/4) are Taylor polynomials in double (truncation below
+ * 3e-14), so the float32 result is the correctly rounded sine in nearly every case.
+ * 2. nfkit_hash_indices: the hash grid's table entries and trilinear weights of every level,
+ *    bit for bit as nfkit.nerf.encodings computes them in torch (tiny-cuda-nn's arithmetic).
+ *
+ * Compiled at first use with the system's C compiler.
+ */
+#include <stdint.h>
+#include <math.h>
+#include <string.h>
+
+#define TWO_OVER_PI 0x1.45f306dc9c883p-1
+#define PIO2_HI 0x1.921fb544p+0
+#define PIO2_LO 0x1.0b4611a626331p-34
+#define FIX_TO_RAD 0x1.921fb54442d18p-62
+#define ROUND_MAGIC 0x1.8p52
+#define TABLE_MIN_EXP 137u /* biased float exponent of 2^10 */
+
+static inline float sin_one(float xf, const uint64_t *table)
+{
+    uint32_t bits;
+    memcpy(&bits, &xf, sizeof bits);
+    uint32_t e = (bits >> 23) & 0xffu;
+
+    /* small arguments */
+    double x = (double)xf;
+    double t = x * TWO_OVER_PI + ROUND_MAGIC;
+    uint64_t tbits;
+    memcpy(&tbits, &t, sizeof tbits); /* low mantissa bits: n mod 4 */
+    double nd = t - ROUND_MAGIC;
+    double rd = (x - nd * PIO2_HI) - nd * PIO2_LO;
+
+    /* large arguments, fixed point */
+    uint64_t m = (uint64_t)((bits & 0x7fffffu) | 0x800000u);
+    uint64_t p = m * table[e] + (1ull << 61);
+    int64_t rf = (int64_t)(p & ((1ull << 62) - 1u)) - (int64_t)(1ull << 61);
+    double rt = (double)rf * FIX_TO_RAD;
+
+    /* branch-free selections (bit masks), so that the loop vectorises */
+    uint64_t big = (uint64_t)((e >= TABLE_MIN_EXP) & (e < 255u));
+    uint64_t mask = 0u - big;
+    uint64_t rdb, rtb;
+    memcpy(&rdb, &rd, sizeof rdb);
+    memcpy(&rtb, &rt, sizeof rtb);
+    uint64_t rb = (rtb & mask) | (rdb & ~mask);
+    double r;
+    memcpy(&r, &rb, sizeof r);
+    uint64_t q = (((p >> 62) & mask) | (tbits & ~mask)) & 3u;
+
+    double z = r * r;
+    double s = r + r * z * (-1.0 / 6 + z * (1.0 / 120 + z * (-1.0 / 5040 + z * (1.0 / 362880
+               + z * (-1.0 / 39916800 + z * (1.0 / 6227020800.0))))));
+    double c = 1.0 + z * (-0.5 + z * (1.0 / 24 + z * (-1.0 / 720 + z * (1.0 / 40320
+               + z * (-1.0 / 3628800 + z * (1.0 / 479001600 + z * (-1.0 / 87178291200.0)))))));
+    uint64_t odd = 0u - (q & 1u);
+    uint64_t sb, cb;
+    memcpy(&sb, &s, sizeof sb);
+    memcpy(&cb, &c, sizeof cb);
+    /* the sign: the quadrant's, flipped for negative arguments on the fixed-point path */
+    uint64_t sign = (((q >> 1) & 1u) ^ (big & (uint64_t)(bits >> 31))) << 63;
+    uint64_t resb = ((cb & odd) | (sb & ~odd)) ^ sign;
+    double res;
+    memcpy(&res, &resb, sizeof res);
+    return (float)res;
+}
+
+/* out[i] = sin(in[i]) */
+void nfkit_sin_f32(const float *in, float *out, int64_t n, const uint64_t *table)
+{
+    for (int64_t i = 0; i < n; ++i)
+        out[i] = sin_one(in[i], table);
+}
+
+/* Table entries (int32) and trilinear weights of the 8 corners of every level, level-major:
+ * entries[(l * n_points + p) * 8 + k], likewise weights. Point p = b * per_nerf + i of
+ * u (n_points x 3); its entries are offsets[l] + (index in level l) + b * batch_entries.
+ *
+ * Per level (tiny-cuda-nn): pos = fmaf(scale, u, 0.5f) (exact in double, rounded once),
+ * vertex = floor(pos), frac = pos - vertex; corner k = xbit + 2 ybit + 4 zbit has weight
+ * (wx * wy) * wz; its index is x + y res + z res^2 (dense) or x ^ y p1 ^ z p2 (hashed), in
+ * uint32 arithmetic, modulo the level size. */
+void nfkit_hash_indices(const float *u, int64_t n_points, int64_t per_nerf, int64_t n_levels,
+                        const double *scales, const uint32_t *resolutions, const uint32_t *sizes,
+                        const int64_t *offsets, const int32_t *dense, int64_t batch_entries,
+                        int32_t *entries, float *weights)
+{
+    const uint32_t p1 = 2654435761u, p2 = 805459861u;
+    for (int64_t l = 0; l < n_levels; ++l) {
+        const double scale = scales[l];
+        const uint32_t res = resolutions[l], size = sizes[l];
+        const uint32_t f1 = dense[l] ? res : p1, f2 = dense[l] ? res * res : p2;
+        const int is_dense = dense[l];
+        int32_t *ent = entries + l * n_points * 8;
+        float *wgt = weights + l * n_points * 8;
+        for (int64_t p = 0; p < n_points; ++p) {
+            uint32_t v[3];
+            float w[3][2];
+            for (int d = 0; d < 3; ++d) {
+                float pos = (float)((double)u[3 * p + d] * scale + 0.5);
+                float base = floorf(pos);
+                float frac = pos - base;
+                v[d] = (uint32_t)(int64_t)base;
+                w[d][0] = 1.0f - frac;
+                w[d][1] = frac;
+            }
+            int64_t add = offsets[l] + (per_nerf > 0 ? (p / per_nerf) * batch_entries : 0);
+            for (int k = 0; k < 8; ++k) {
+                uint32_t x = v[0] + (uint32_t)(k & 1), y = v[1] + (uint32_t)((k >> 1) & 1),
+                         z = v[2] + (uint32_t)((k >> 2) & 1);
+                uint32_t idx = is_dense ? x + y * f1 + z * f2 : x ^ (y * f1) ^ (z * f2);
+                ent[8 * p + k] = (int32_t)(idx % size + add);
+                wgt[8 * p + k] = (w[0][k & 1] * w[1][(k >> 1) & 1]) * w[2][(k >> 2) & 1];
+            }
+        }
+    }
+}
+
+/* The hash grid's interpolation: out[r * nf + f] = sum_k table[entries[8r + k] * nf + f] * w[8r + k]
+ * for rows r < n_rows (the corners summed in order k = 0..7). */
+void nfkit_hash_gather(const float *table, const int32_t *entries, const float *weights,
+                       int64_t n_rows, int64_t nf, float *out)
+{
+    for (int64_t r = 0; r < n_rows; ++r) {
+        for (int64_t f = 0; f < nf; ++f) {
+            float acc = 0.0f;
+            for (int k = 0; k < 8; ++k)
+                acc += table[(int64_t)entries[8 * r + k] * nf + f] * weights[8 * r + k];
+            out[r * nf + f] = acc;
+        }
+    }
+}
+
+/* Its gradient with respect to the table: acc[entries[8r + k] * nf + f] +=
+ * grad[r * nf + f] * w[8r + k] in double, in row order (deterministic), for rows r < n_rows.
+ * The caller runs levels (whose entries are disjoint) in parallel and zeroes acc. */
+void nfkit_hash_scatter(const float *grad, const int32_t *entries, const float *weights,
+                        int64_t n_rows, int64_t nf, double *acc)
+{
+    for (int64_t r = 0; r < n_rows; ++r) {
+        for (int k = 0; k < 8; ++k) {
+            int64_t e = (int64_t)entries[8 * r + k] * nf;
+            double w = (double)weights[8 * r + k];
+            for (int64_t f = 0; f < nf; ++f)
+                acc[e + f] += (double)grad[r * nf + f] * w;
+        }
+    }
+}
