@@ -321,6 +321,8 @@ class FitResult:
     samples_per_step: float = math.nan
     """Mean number of samples the field saw per step (after empty-space skipping)."""
     rays_per_step: float = math.nan
+    eval_seconds: float = 0.0
+    """Its share of the held-out evaluation at the end (included in ``seconds``)."""
 
 
 def _draw_rays(scenes: Sequence[Scene], n_rays: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
@@ -477,12 +479,14 @@ def fit_batch(
     if isinstance(sampler, GridSampler) and sampler.grid.limit is not None:
         # the PSNR of the NeRF as every renderer sees it (the grid from its density alone)
         scenes = _lift_hull(sampler, model, scenes, config, gen)
+    t_eval = time.perf_counter()
     psnrs = evaluate_scenes(model, sampler, scenes, config)
+    eval_seconds = (time.perf_counter() - t_eval) / n
     seconds = (time.perf_counter() - t_start) / n
     params = model.canonical()
     per_step = (evaluated / config.steps).tolist()
     return [
-        FitResult(s.key, p, float(q), seconds, loss_value, e, rays_total / config.steps)
+        FitResult(s.key, p, float(q), seconds, loss_value, e, rays_total / config.steps, eval_seconds)
         for s, p, q, e in zip(scenes, params, psnrs, per_step, strict=True)
     ]
 

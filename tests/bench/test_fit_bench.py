@@ -27,8 +27,14 @@ def test_fit_bench_reports_psnr_speed_flops_and_the_naive_loop(tmp_path):
         assert math.isfinite(r["mean_psnr"]) and math.isfinite(r["mean_fg_psnr"])
         assert r["mean_fg_psnr"] < r["mean_psnr"]  # the black background inflates the full-image figure
         assert r["mlp_gflop_per_nerf"] > 0
+        assert 0 < r["eval_seconds_per_nerf"] < r["seconds_per_nerf"]
     naive = report["naive"]["hash"]["objects"][0]
     assert naive["steps"] > 0 and naive["curve"] and naive["speedup"] > 0
+    # the naive loop is compared with nfkit's fitting time, its held-out evaluation left out
+    batched = modes["batched"]
+    fitting = report["naive"]["hash"]["nfkit_seconds_per_nerf"]
+    assert fitting == batched["seconds_per_nerf"] - batched["eval_seconds_per_nerf"]
+    assert naive["speedup"] == naive["seconds"] / fitting
     assert report["matmul_gflops"] > 0
     md = (out / "fit_bench.md").read_text()
     assert "foreground PSNR" in md and "Naive torch loop" in md and "% of matmul peak" in md
