@@ -138,9 +138,17 @@ def available() -> bool:
     return _library() is not None
 
 
-@functools.lru_cache(maxsize=1)
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max(torch.get_num_threads(), 1), thread_name_prefix="nfkit-sin")
+    """The worker threads of the kernels, one pool per process: a child forked after the
+    parent made its pool (e.g. ``generate``'s per-core workers) inherits no live threads, so
+    it makes its own instead of waiting forever on the parent's."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=max(torch.get_num_threads(), 1), thread_name_prefix="nfkit-native"))
+    return _POOL[1]
 
 
 def native_sin(x: Tensor, out: Tensor | None = None) -> Tensor:

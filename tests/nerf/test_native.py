@@ -158,3 +158,16 @@ def test_hash_interpolation_and_its_gradient_match_torch(monkeypatch):
     (ref_grad,) = torch.autograd.grad(ref, table, upstream)
     assert float((out - ref).abs().max().detach()) < 1e-6
     assert float((grad - ref_grad).abs().max()) < 1e-5 * float(ref_grad.abs().max())
+
+
+def _pool_works() -> int:
+    return native._pool().submit(lambda: 41 + 1).result(timeout=20)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_worker_threads():
+    import multiprocessing
+
+    assert _pool_works() == 42  # the parent's pool exists, with live threads
+    with multiprocessing.get_context("fork").Pool(1) as pool:  # the child inherits none of them
+        assert pool.apply_async(_pool_works).get(timeout=60) == 42
