@@ -13,8 +13,9 @@
  *
  * sin and cos of the remainder (|r| <= pi/4) are Taylor polynomials in double (truncation below
  * 3e-14), so the float32 result is the correctly rounded sine in nearly every case.
- * 2. nfkit_hash_indices: the hash grid's table entries and trilinear weights of every level,
- *    bit for bit as nfkit.nerf.encodings computes them in torch (tiny-cuda-nn's arithmetic).
+ * 2. nfkit_hash_indices: the hash grid's table entries and trilinear weights of a level, bit
+ *    for bit as nfkit.nerf.encodings computes them in torch (tiny-cuda-nn's arithmetic);
+ *    nfkit_hash_gather / nfkit_hash_scatter: its interpolation and the gradient of that.
  *
  * Compiled at first use with the system's C compiler.
  */
@@ -84,46 +85,36 @@ void nfkit_sin_f32(const float *in, float *out, int64_t n, const uint64_t *table
         out[i] = sin_one(in[i], table);
 }
 
-/* Table entries (int32) and trilinear weights of the 8 corners of every level, level-major:
- * entries[(l * n_points + p) * 8 + k], likewise weights. Point p = b * per_nerf + i of
- * u (n_points x 3); its entries are offsets[l] + (index in level l) + b * batch_entries.
+/* Table entries (int32) and trilinear weights of the 8 corners of one level for n_points
+ * positions u (n_points x 3): entries[8p + k] = offset + (index of corner k in the level),
+ * weights[8p + k] likewise. The caller adds each NeRF's table offset.
  *
- * Per level (tiny-cuda-nn): pos = fmaf(scale, u, 0.5f) (exact in double, rounded once),
+ * tiny-cuda-nn's arithmetic: pos = fmaf(scale, u, 0.5f) (exact in double, rounded once),
  * vertex = floor(pos), frac = pos - vertex; corner k = xbit + 2 ybit + 4 zbit has weight
  * (wx * wy) * wz; its index is x + y res + z res^2 (dense) or x ^ y p1 ^ z p2 (hashed), in
  * uint32 arithmetic, modulo the level size. */
-void nfkit_hash_indices(const float *u, int64_t n_points, int64_t per_nerf, int64_t n_levels,
-                        const double *scales, const uint32_t *resolutions, const uint32_t *sizes,
-                        const int64_t *offsets, const int32_t *dense, int64_t batch_entries,
-                        int32_t *entries, float *weights)
+void nfkit_hash_indices(const float *u, int64_t n_points, double scale, uint32_t res, uint32_t size,
+                        int64_t offset, int32_t dense, int32_t *entries, float *weights)
 {
     const uint32_t p1 = 2654435761u, p2 = 805459861u;
-    for (int64_t l = 0; l < n_levels; ++l) {
-        const double scale = scales[l];
-        const uint32_t res = resolutions[l], size = sizes[l];
-        const uint32_t f1 = dense[l] ? res : p1, f2 = dense[l] ? res * res : p2;
-        const int is_dense = dense[l];
-        int32_t *ent = entries + l * n_points * 8;
-        float *wgt = weights + l * n_points * 8;
-        for (int64_t p = 0; p < n_points; ++p) {
-            uint32_t v[3];
-            float w[3][2];
-            for (int d = 0; d < 3; ++d) {
-                float pos = (float)((double)u[3 * p + d] * scale + 0.5);
-                float base = floorf(pos);
-                float frac = pos - base;
-                v[d] = (uint32_t)(int64_t)base;
-                w[d][0] = 1.0f - frac;
-                w[d][1] = frac;
-            }
-            int64_t add = offsets[l] + (per_nerf > 0 ? (p / per_nerf) * batch_entries : 0);
-            for (int k = 0; k < 8; ++k) {
-                uint32_t x = v[0] + (uint32_t)(k & 1), y = v[1] + (uint32_t)((k >> 1) & 1),
-                         z = v[2] + (uint32_t)((k >> 2) & 1);
-                uint32_t idx = is_dense ? x + y * f1 + z * f2 : x ^ (y * f1) ^ (z * f2);
-                ent[8 * p + k] = (int32_t)(idx % size + add);
-                wgt[8 * p + k] = (w[0][k & 1] * w[1][(k >> 1) & 1]) * w[2][(k >> 2) & 1];
-            }
+    const uint32_t f1 = dense ? res : p1, f2 = dense ? res * res : p2;
+    for (int64_t p = 0; p < n_points; ++p) {
+        uint32_t v[3];
+        float w[3][2];
+        for (int d = 0; d < 3; ++d) {
+            float pos = (float)((double)u[3 * p + d] * scale + 0.5);
+            float base = floorf(pos);
+            float frac = pos - base;
+            v[d] = (uint32_t)(int64_t)base;
+            w[d][0] = 1.0f - frac;
+            w[d][1] = frac;
+        }
+        for (int k = 0; k < 8; ++k) {
+            uint32_t x = v[0] + (uint32_t)(k & 1), y = v[1] + (uint32_t)((k >> 1) & 1),
+                     z = v[2] + (uint32_t)((k >> 2) & 1);
+            uint32_t idx = dense ? x + y * f1 + z * f2 : x ^ (y * f1) ^ (z * f2);
+            entries[8 * p + k] = (int32_t)(idx % size + offset);
+            weights[8 * p + k] = (w[0][k & 1] * w[1][(k >> 1) & 1]) * w[2][(k >> 2) & 1];
         }
     }
 }

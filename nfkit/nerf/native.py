@@ -121,7 +121,8 @@ def _library():
         ptr, i64 = ctypes.c_void_p, ctypes.c_int64
         lib.nfkit_sin_f32.argtypes = [ptr, ptr, i64, ptr]
         lib.nfkit_sin_f32.restype = None
-        lib.nfkit_hash_indices.argtypes = [ptr, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr]
+        lib.nfkit_hash_indices.argtypes = [ptr, i64, ctypes.c_double, ctypes.c_uint32, ctypes.c_uint32, i64,
+                                           ctypes.c_int32, ptr, ptr]
         lib.nfkit_hash_indices.restype = None
         lib.nfkit_hash_gather.argtypes = [ptr, ptr, ptr, i64, i64, ptr]
         lib.nfkit_hash_gather.restype = None
@@ -151,6 +152,17 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL[1]
 
 
+def _run_parallel(n: int, job) -> None:
+    """``job(start, stop)`` over ``range(n)`` split among torch's threads (ctypes drops the GIL)."""
+    threads = min(torch.get_num_threads(), max(n // PARALLEL_MIN, 1))
+    if threads <= 1:
+        job(0, n)
+        return
+    step = -(-n // threads)
+    for f in [_pool().submit(job, a, min(a + step, n)) for a in range(0, n, step)]:
+        f.result()
+
+
 def native_sin(x: Tensor, out: Tensor | None = None) -> Tensor:
     """The kernel's sine of a float32 CPU tensor (``out`` may be ``x``); needs :func:`available`."""
     lib = _library()
@@ -163,20 +175,9 @@ def native_sin(x: Tensor, out: Tensor | None = None) -> Tensor:
     dst = torch.empty_like(src) if out is None else out
     if not dst.is_contiguous() or dst.shape != src.shape:
         raise ValueError("out must be contiguous and of the input's shape")
-    n = src.numel()
     table = reduction_table().ctypes.data
-    threads = min(torch.get_num_threads(), max(n // PARALLEL_MIN, 1))
-    if threads <= 1:
-        fn(src.data_ptr(), dst.data_ptr(), n, table)
-        return dst
     # ctypes releases the GIL: the chunks run in parallel
-    step = -(-n // threads)
-    offsets = range(0, n, step)
-    jobs = [
-        _pool().submit(fn, src.data_ptr() + 4 * a, dst.data_ptr() + 4 * a, min(step, n - a), table) for a in offsets
-    ]
-    for job in jobs:
-        job.result()
+    _run_parallel(src.numel(), lambda a, b: fn(src.data_ptr() + 4 * a, dst.data_ptr() + 4 * a, b - a, table))
     return dst
 
 
@@ -193,17 +194,6 @@ def sin_(x: Tensor) -> Tensor:
     ):
         return native_sin(x, out=x)
     return x.sin_()
-
-
-def _run_parallel(fn, n: int, job) -> None:
-    """``job(start, stop)`` over ``range(n)`` split among torch's threads (ctypes drops the GIL)."""
-    threads = min(torch.get_num_threads(), max(n // PARALLEL_MIN, 1))
-    if threads <= 1:
-        job(0, n)
-        return
-    step = -(-n // threads)
-    for f in [_pool().submit(job, a, min(a + step, n)) for a in range(0, n, step)]:
-        f.result()
 
 
 def hash_indices(levels, u: Tensor, batch_entries: int, entries: Tensor, weights: Tensor) -> bool:
@@ -224,27 +214,15 @@ def hash_indices(levels, u: Tensor, batch_entries: int, entries: Tensor, weights
         return False
     b, n = u.shape[:2]
     src = u.detach().contiguous()
-    n_levels = len(levels)
-    scales = np.array([lv.scale for lv in levels], dtype=np.float64)
-    res = np.array([lv.resolution for lv in levels], dtype=np.uint32)
-    sizes = np.array([lv.size for lv in levels], dtype=np.uint32)
-    offsets = np.array([lv.offset for lv in levels], dtype=np.int64)
-    dense = np.array([lv.dense for lv in levels], dtype=np.int32)
     n_points = b * n
-    ent, wgt = entries.view(n_levels, n_points, 8), weights.view(n_levels, n_points, 8)
+    ent, wgt = entries.view(len(levels), n_points, 8), weights.view(len(levels), n_points, 8)
 
     def job(start: int, stop: int) -> None:
-        # levels are the outer loop of the kernel: one call per level keeps each chunk's
-        # outputs contiguous
-        for level in range(n_levels):
-            lib.nfkit_hash_indices(
-                src.data_ptr() + 12 * start, stop - start, 0, 1,
-                scales[level:].ctypes.data, res[level:].ctypes.data, sizes[level:].ctypes.data,
-                offsets[level:].ctypes.data, dense[level:].ctypes.data, 0,
-                ent[level, start:].data_ptr(), wgt[level, start:].data_ptr(),
-            )
+        for i, lv in enumerate(levels):
+            lib.nfkit_hash_indices(src.data_ptr() + 12 * start, stop - start, lv.scale, lv.resolution, lv.size,
+                                   lv.offset, int(lv.dense), ent[i, start:].data_ptr(), wgt[i, start:].data_ptr())
 
-    _run_parallel(lib.nfkit_hash_indices, n_points, job)
+    _run_parallel(n_points, job)
     if batch_entries and b > 1:
         shift = torch.arange(b, dtype=torch.int32).view(1, b, 1, 1) * batch_entries
         entries.add_(shift)
@@ -277,7 +255,7 @@ def hash_gather(rows: Tensor, entries: Tensor, weights: Tensor) -> Tensor:
         lib.nfkit_hash_gather(rows.data_ptr(), entries.data_ptr() + 32 * start, weights.data_ptr() + 32 * start,
                               stop - start, nf, out.data_ptr() + 4 * nf * start)
 
-    _run_parallel(lib.nfkit_hash_gather, n, job)
+    _run_parallel(n, job)
     return out
 
 
