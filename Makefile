@@ -50,6 +50,8 @@ CLS_PRESET    ?= cpu
 GAN_PRESET    ?= cpu
 GAN_SAMPLES   ?= 16
 GAN_RENDER    ?= 2
+# embeddings per class and source whose renders CLIP classifies (generate gan --clip-check)
+CLIP_CHECK    ?= 6
 # how much is rendered: NeRFs per architecture next to the ground truth, views per NeRF, the
 # pixels of every result picture, the zero-shot render-then-CLIP baseline, the report's example
 # retrievals
@@ -137,7 +139,7 @@ demo: install
 	  $(call run,$(NF) retrieve --query-nerf $$q --resolution $(PIC_RES) $(PROGRESS)); fi
 	@echo "== 11/13 generate: latent GANs per class, and an interpolation between two NeRFs   [$(elapsed) s]"
 	@$(call once,generate/views,$(NF) generate gan --preset $(GAN_PRESET) --samples $(GAN_SAMPLES) \
-	  --render $(GAN_RENDER) --resolution $(PIC_RES) $(GAN_ARGS) $(PROGRESS))
+	  --render $(GAN_RENDER) --resolution $(PIC_RES) --clip-check $(CLIP_CHECK) $(GAN_ARGS) $(PROGRESS))
 	@$(call once,$(INTERP_PNG),$(NF) generate interpolate $(INTERP_A) $(INTERP_B) --resolution $(PIC_RES) $(PROGRESS))
 	@echo "== 12/13 status: what the workspace holds, and whether anything is stale   [$(elapsed) s]"
 	@$(call ws,$(NF) status) || echo "   (nfkit status: something above is stale or unreadable)"
@@ -153,7 +155,7 @@ SMOKE_DIR  ?=
 SMOKE_GAN_SAMPLES ?= 4
 SMOKE_VARS ?= OBJECTS=3 CLASSES=car,chair VIEWS=8 RESOLUTION=32 VAL_FRACTION=0.34 TEST_FRACTION=0.34 \
               PRESET=tiny FIT_ARGS="--set steps=30" ENC_PRESET=tiny CLIP_PRESET=tiny CLIP_MODEL=nfkit-clip-micro \
-              MAP_PRESET=tiny CLS_PRESET=tiny GAN_PRESET=tiny GAN_SAMPLES=$(SMOKE_GAN_SAMPLES) GAN_RENDER=1 \
+              MAP_PRESET=tiny CLS_PRESET=tiny GAN_PRESET=tiny GAN_SAMPLES=$(SMOKE_GAN_SAMPLES) GAN_RENDER=1 CLIP_CHECK=1 \
               RENDER_NERFS=1 RENDER_VIEWS=2 RENDER_ARGS="--samples 48 --grid-res 24" PIC_RES=32 ZS_VIEWS=1 \
               ZS_LIMIT=2 REPORT_EXAMPLES=1 PROGRESS=--no-progress
 

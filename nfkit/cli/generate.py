@@ -30,6 +30,23 @@ def _encoder_path(encoder: Path | None) -> Path:
     return enc / "best.h5" if enc.is_dir() else enc
 
 
+def _check_clip(clip_maps: Path | None, clip_model: str | None, clip_pretrained: str | None, device: str):
+    """The CLIP of ``--clip-check``: ``--clip-model`` when given, else the maps' CLIP."""
+    from nfkit.errors import UserError
+    from nfkit.workspace import stage_dir
+
+    if clip_model:
+        from nfkit.clip.backend import load_clip
+
+        return load_clip(clip_model, clip_pretrained, device=device)
+    from nfkit.clip.maps import clip_of_maps, load_maps
+
+    path = clip_maps or stage_dir("clip") / "maps.h5"
+    if not Path(path).is_file():
+        raise UserError(f"--clip-check: no CLIP maps at {path} (run `nfkit map-clip`, or give --clip-maps or --clip-model)")
+    return clip_of_maps(load_maps(path), device=device)
+
+
 @generate_app.command("gan")
 @user_errors
 def gan_cmd(
@@ -51,6 +68,10 @@ def gan_cmd(
     init: Path = typer.Option(None, "--init", help="Shared init of the --to-nerf architecture (default: <workspace>/nerfs/inits/ARCH.init.h5).", show_default=False),
     fit_preset: str = typer.Option("cpu", "--fit-preset", help="fit-nerfs preset of the --to-nerf fits (paper, cpu, tiny)."),
     force: bool = typer.Option(False, "--force", help="Retrain GANs even when the stored ones are up to date."),
+    clip_check: int = typer.Option(0, "--clip-check", help="Do the renders read as their class? Decode N embeddings per class of each source (generated, training = ceiling, fitted noise = floor), render 3 turntable views at 64 px and classify them with CLIP against the class prompts; the table goes to quality.md / quality.json. 0 = off."),
+    clip_maps: Path = typer.Option(None, "--clip-maps", help="--clip-check: the map-clip artifact whose CLIP classifies the renders (default: <workspace>/clip/maps.h5).", show_default=False),
+    clip_model: str = typer.Option(None, "--clip-model", help="--clip-check: this CLIP instead of the maps' (an open_clip name, or nfkit-clip-small ...).", show_default=False),
+    clip_pretrained: str = typer.Option(None, "--clip-pretrained", help="--clip-check: the --clip-model's tag or checkpoint file.", show_default=False),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -77,17 +98,21 @@ def gan_cmd(
     if clf is None:
         default_clf = workspace.stage_dir("classify") / "classifier-all.h5"
         clf = default_clf if default_clf.is_file() else None
-    need_decoder = render > 0 or to_nerf is not None
+    need_decoder = render > 0 or to_nerf is not None or clip_check > 0
     settings = _view_settings(views, resolution, render_samples) if render else None
+    clip = _check_clip(clip_maps, clip_model, clip_pretrained, dev) if clip_check > 0 else None
     s = run_gan(
         embeddings or [workspace.default_input(None, "embeddings")[0]], out_dir, cfg, classes=class_name or None,
         arch=arch or None, n_samples=samples, classifier=clf, encoder=_encoder_path(encoder) if need_decoder else None,
         render=render, view_settings=settings, to_nerf=to_nerf, init=init, nerfs_dir=workspace.stage_dir("nerfs"),
         fit_config=fit_config(fit_preset) if to_nerf else None, distance=distance, force=force, device=dev, progress=progress,
+        clip_check=clip_check, clip=clip,
     )
     from nfkit.eval.generation import quality_markdown
 
     typer.echo(quality_markdown(s.rows, distance).rstrip())
+    if s.clip_md:
+        typer.echo(s.clip_md.rstrip())
     for note in s.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"GANs: {len(s.trained)} trained, {len(s.reused)} reused -> {out_dir / 'gan'}; "

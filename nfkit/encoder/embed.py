@@ -31,12 +31,11 @@ from nfkit.embed.store import META_STR, EmbeddingSet, read_embedding_shard, writ
 from nfkit.encoder.checkpoint import Checkpoint, load_checkpoint
 from nfkit.encoder.data import GraphBank
 from nfkit.encoder.model import EncoderModel
-from nfkit.encoder.refit import RENDER_DECODER, refit_spec
+from nfkit.encoder.refit import RENDER_DECODER, render_decoder
 from nfkit.errors import IncompatibleError, NfkitError
 from nfkit.graphs.store import GraphMeta, GraphShard, find_graph_shards
 from nfkit.io.artifacts import ArtifactError, fingerprint_path
 from nfkit.io.lock import output_folder
-from nfkit.models.decoder import ImplicitDecoder
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ def load_encoder(path: str | Path, device: str = "cpu") -> LoadedEncoder:
     if model.decoder is not None and RENDER_DECODER in ckpt.state:
         # the decoder refitted to the frozen embeddings (nfkit/encoder/refit.py) decodes for
         # every later stage; the training decoder stays in the checkpoint for --resume
-        model.decoder = ImplicitDecoder(refit_spec(ckpt.config))
+        model.decoder = render_decoder(ckpt.config)
         try:
             model.decoder.load_state_dict(ckpt.state[RENDER_DECODER])
         except RuntimeError as exc:

@@ -36,15 +36,27 @@ from torch import Tensor
 from nfkit.encoder.config import EncoderConfig
 from nfkit.encoder.targets import NerfTargets, grid_of, nerf_sine
 from nfkit.models.decoder import DecoderSpec, ImplicitDecoder
+from nfkit.models.plane_decoder import PlaneDecoder, PlaneDecoderSpec
 from nfkit.render.renderer import default_step_size
 
 RENDER_DECODER = "render_decoder"
 
 
-def refit_spec(config: EncoderConfig) -> DecoderSpec:
-    """The render decoder's shape: the training decoder's width, ``refit_freq`` bands, whitened
-    to ``refit_dims`` components."""
+def refit_spec(config: EncoderConfig) -> DecoderSpec | PlaneDecoderSpec:
+    """The render decoder's shape. ``mlp``: the training decoder's width, ``refit_freq`` bands,
+    whitened to ``refit_dims`` components. ``planes``: a generator of the training decoder's
+    width reading ``refit_dims`` whitened components, planes of ``refit_plane_res``² texels and
+    ``refit_plane_channels`` channels, ``refit_freq`` bands for the point MLP."""
+    if config.refit_decoder == "planes":
+        return PlaneDecoderSpec(config.embed_dim, config.refit_dims, config.decoder_hidden, config.refit_plane_channels,
+                                config.refit_plane_res, freq_bands=config.refit_freq)
     return DecoderSpec(config.embed_dim, config.decoder_hidden, config.refit_freq, False, config.refit_dims)
+
+
+def render_decoder(config: EncoderConfig) -> ImplicitDecoder | PlaneDecoder:
+    """An untrained render decoder of ``config``'s kind (``refit_decoder``) and shape."""
+    spec = refit_spec(config)
+    return PlaneDecoder(spec) if isinstance(spec, PlaneDecoderSpec) else ImplicitDecoder(spec)
 
 
 @torch.no_grad()
@@ -72,7 +84,7 @@ def teacher_pools(records: Sequence, targets: Sequence[NerfTargets], n: int, ste
 
 
 def refit_decoder(embeddings: Tensor, records: Sequence, targets: Sequence[NerfTargets], config: EncoderConfig,
-                  device: str = "cpu", progress: bool = False) -> tuple[ImplicitDecoder, dict]:
+                  device: str = "cpu", progress: bool = False) -> tuple[ImplicitDecoder | PlaneDecoder, dict]:
     """Fit the render decoder to frozen ``embeddings`` (M, D) of the NeRFs ``records`` (their
     ``targets`` give the occupancy grids). Deterministic for a config on one device; the caller's
     random state is untouched. -> (decoder in eval mode, summary for the training log)."""
@@ -90,7 +102,7 @@ def refit_decoder(embeddings: Tensor, records: Sequence, targets: Sequence[NerfT
     pts, alpha_t, rgb_t = teacher_pools(records, targets, config.refit_pool, step, gen)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 7)
-        decoder = ImplicitDecoder(refit_spec(config))
+        decoder = render_decoder(config)
     codes = embeddings.detach().float().cpu()
     decoder.set_whitening(codes)
     decoder = decoder.to(device).train()

@@ -301,7 +301,8 @@ def _generation_section(run: Path) -> list[str]:
         es = load_embeddings(gen / "generated.h5")
         lines += [f"{len(es)} generated embeddings ({len(es.classes())} classes) in `{gen / 'generated.h5'}`.", ""]
     text = md.read_text().strip()
-    lines += [text.replace("## Quality of the generated embeddings", "### Quality of the generated embeddings", 1), ""]
+    # quality.md's sections become subsections of the report's Generation section
+    lines += ["\n".join("#" + ln if ln.startswith("## ") else ln for ln in text.splitlines()), ""]
     views = sorted(gen.glob("views/*/gan-*.png"))
     firsts: dict[str, Path] = {}
     for p in views:

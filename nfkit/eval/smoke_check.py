@@ -275,6 +275,13 @@ def check_generate(run: Path, exp: Expected) -> list[str]:
     q = _opens(problems, out / "quality.json", _json)
     if q is not None and not q.get("rows"):
         problems.append(f"{out}/quality.json: no rows")
+    if q is not None:  # the demo runs generate gan --clip-check: a row per class and source
+        from nfkit.generate.clip_check import SOURCES
+
+        got = {(r.get("class"), r.get("source")) for r in q.get("clip_check", [])}
+        want = {(c, s) for c in exp.classes for s in SOURCES}
+        if got != want:
+            problems.append(f"{out}/quality.json: CLIP check rows for {sorted(got)}, expected one per class and source")
     problems += _pngs(out / "views", "*/gan-*.png", "rendered samples", minimum=len(exp.classes))
     problems += _pngs(out / "interpolate", "*.png", "interpolation pictures")
     return problems

@@ -6,7 +6,9 @@ Outputs in ``out/`` (default ``<workspace>/generate``)::
                               reused when its config, encoder and training rows are unchanged
     generated.h5              embedding-shard of the samples (split "generated";
                               data_specs/generated-embeddings.md): load_embeddings reads it
-    quality.md, quality.json  the quality table (nfkit.eval.generation) with ceiling and floor
+    quality.md, quality.json  the quality table (nfkit.eval.generation) with ceiling and floor;
+                              with ``clip_check``, whether the renders read as their class
+                              (nfkit.generate.clip_check)
     views/<class>/<id>.png    decoder views of the first ``render`` samples of each class
     views/<class>/<id>.gif    their turntable
     nerfs/<arch>/generated.h5 with ``to_nerf``: those samples fitted as NeRFs of ``arch``
@@ -164,6 +166,8 @@ class GanSummary:
     nerfs: Path | None = None
     nerf_psnr: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    clip_rows: list = field(default_factory=list)  # ClipCheckRow, with clip_check
+    clip_md: str = ""
 
 
 def _accuracy(clf, es: EmbeddingSet) -> float:
@@ -222,12 +226,19 @@ def run_gan(
     force: bool = False,
     device: str = "cpu",
     progress: bool = False,
+    clip_check: int = 0,
+    clip=None,
 ) -> GanSummary:
     """Train (or reuse) a GAN per class on its train-split embeddings, write ``n_samples``
     generated embeddings per class, measure them, render the first ``render`` per class through
-    the decoder of ``encoder`` and, with ``to_nerf``, fit them as NeRFs of that architecture."""
-    if n_samples < 1 or render < 0:
-        raise UserError(f"--samples must be >= 1 and --render >= 0, got {n_samples}, {render}")
+    the decoder of ``encoder`` and, with ``to_nerf``, fit them as NeRFs of that architecture.
+    With ``clip_check`` > 0 and ``clip`` (a loaded CLIP model), that many embeddings per class of
+    each source (generated, training, noise) are decoded, rendered and classified by CLIP
+    (``nfkit/generate/clip_check.py``)."""
+    if n_samples < 1 or render < 0 or clip_check < 0:
+        raise UserError(f"--samples must be >= 1, --render and --clip-check >= 0, got {n_samples}, {render}, {clip_check}")
+    if clip_check and clip is None:
+        raise UserError("--clip-check needs a CLIP model (the workspace's clip/maps.h5, or --clip-model)")
     es = load_embeddings(embeddings)
     if arch:
         es = es.select(arch=list(arch))
@@ -242,9 +253,9 @@ def run_gan(
     missing = [c for c in wanted if c not in train.classes()]
     if missing:
         raise UserError(f"no train-split embeddings of class {', '.join(missing)}; classes: {', '.join(train.classes())}")
-    if (render or to_nerf) and encoder is None:
-        raise UserError("rendering or --to-nerf needs the encoder checkpoint whose decoder decodes the embeddings")
-    dec = load_decoder(encoder, es.encoder_fingerprint).model.decoder if (render or to_nerf) else None
+    if (render or to_nerf or clip_check) and encoder is None:
+        raise UserError("rendering, --to-nerf or --clip-check needs the encoder checkpoint whose decoder decodes the embeddings")
+    dec = load_decoder(encoder, es.encoder_fingerprint).model.decoder if (render or to_nerf or clip_check) else None
     init_obj = None
     if to_nerf:
         if not render:
@@ -270,6 +281,8 @@ def run_gan(
     summary.rows, summary.notes = quality_rows(gans, train, test, clf, distance, config.seed)
     if clf is None:
         summary.notes.append("no classifier: accuracy not measured (run `nfkit classify`, or give --classifier)")
+    if clip_check:
+        summary.clip_rows, summary.clip_md = _clip_check(dec, clip, gen, train, wanted, clip_check, config.seed, progress)
     _write_quality(out, summary, distance)
     if render:
         summary.views = _render(dec, gen, wanted, render, out / "views", view_settings, progress)
@@ -281,14 +294,36 @@ def run_gan(
     return summary
 
 
+def _clip_check(decoder, clip, gen: EmbeddingSet, train: EmbeddingSet, wanted: Sequence[str], n: int, seed: int,
+                progress: bool):
+    """The CLIP check of ``n`` embeddings per class and source. -> (rows, Markdown)"""
+    from nfkit.clip.zero_shot import text_classifier
+    from nfkit.generate.clip_check import CHECK_VIEWS, clip_check, clip_check_markdown, spread_rows
+
+    labels = sorted(train.classes())  # every class is a candidate, also those without a GAN here
+    sources: dict[str, dict[str, np.ndarray]] = {"generated": {}, "train (ceiling)": {}, "noise (floor)": {}}
+    for k, c in enumerate(wanted):
+        tr = train.select(class_name=c).embedding
+        sources["generated"][c] = gen.select(class_name=c).embedding[:n]
+        sources["train (ceiling)"][c] = tr[spread_rows(len(tr), n)]
+        sources["noise (floor)"][c] = gaussian_floor(tr, n, seed=20_000 + seed + k)
+    rows = clip_check(decoder, clip, text_classifier(clip, labels), labels, sources, CHECK_VIEWS, progress)
+    return rows, clip_check_markdown(rows, clip.name, CHECK_VIEWS, len(labels))
+
+
 def _write_quality(out: Path, s: GanSummary, distance: str) -> None:
     md = quality_markdown(s.rows, distance, "## Quality of the generated embeddings")
     if s.notes:
         md += "\n" + "\n".join(f"- {n}" for n in s.notes) + "\n"
+    if s.clip_md:
+        md += "\n" + s.clip_md
     with atomic_path(out / "quality.md") as tmp:
         tmp.write_text(md)
+    doc = {"distance": distance, "rows": rows_to_json(s.rows), "notes": s.notes}
+    if s.clip_rows:
+        doc["clip_check"] = [r.to_json() for r in s.clip_rows]
     with atomic_path(out / "quality.json") as tmp:
-        tmp.write_text(json.dumps({"distance": distance, "rows": rows_to_json(s.rows), "notes": s.notes}, indent=1))
+        tmp.write_text(json.dumps(doc, indent=1))
 
 
 def load_decoder(encoder, encoder_fingerprint: str, what: str = "the embeddings come from"):

@@ -67,7 +67,59 @@ class DecoderSpec:
         return self.code_dim + 6 * self.freq_bands
 
 
-class ImplicitDecoder(nn.Module):
+class RadianceOutputs:
+    """The outputs of a decoder from its 4 raw ones (``self.raw(embedding, x)``): rgb through a
+    sigmoid, σ through ``trunc_exp(raw − 1)`` and zero outside the box."""
+
+    def forward(self, embedding: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.raw(embedding, x)
+        rgb = torch.sigmoid(out[..., :3])
+        u = normalize(x)
+        inside = ((u > 0.0) & (u < 1.0)).all(dim=-1).to(out.dtype)
+        sigma = trunc_exp(out[..., 3] - 1.0) * inside
+        return rgb, sigma
+
+    def field(self, embedding: Tensor) -> DecodedField:
+        """The decoder conditioned on B embeddings, as a radiance field of B objects
+        (``nfkit.nerf.radiance.RadianceField``: renderers and grid builders take it)."""
+        return DecodedField(self, embedding)
+
+
+class WhitenedCode:
+    """What a decoder reads of the embedding when it is whitened (``spec.whiten_dims``): its
+    coordinates along the top principal components of the training embeddings, each scaled to
+    unit variance. The module keeps the buffers ``whiten_mean`` (D,) and ``whiten_matrix``
+    (D, whiten_dims)."""
+
+    def code(self, embedding: Tensor) -> Tensor:
+        """(B, D) -> (B, whiten_dims)"""
+        return (embedding - self.whiten_mean) @ self.whiten_matrix
+
+    @torch.no_grad()
+    def set_whitening(self, embeddings: Tensor, eps: float = 1e-6) -> None:
+        """Set the whitening (``whiten_dims``) from embeddings (M, D), M >= 2: their mean and
+        their top principal directions, each divided by its standard deviation. Components
+        beyond the rank of ``embeddings`` read zero."""
+        if not self.spec.whiten_dims:
+            raise ValueError("this decoder reads the raw embedding (whiten_dims = 0)")
+        x = embeddings.detach().to(self.whiten_mean.device, torch.float64)
+        if x.dim() != 2 or x.shape[1] != self.spec.embed_dim or x.shape[0] < 2:
+            raise ValueError(f"expected (M >= 2, {self.spec.embed_dim}) embeddings, got {tuple(x.shape)}")
+        mean = x.mean(dim=0)
+        _, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
+        # a sign convention (LAPACK's is not fixed): each direction's largest entry is positive
+        pivot = vt.abs().argmax(dim=1)
+        vt = vt * torch.sign(vt.gather(1, pivot[:, None]))
+        k = self.spec.whiten_dims
+        std = s / math.sqrt(x.shape[0] - 1)
+        keep = min(k, int((std > eps * max(float(std[0]), eps)).sum()))
+        matrix = torch.zeros(self.spec.embed_dim, k, dtype=torch.float64, device=x.device)
+        matrix[:, :keep] = vt[:keep].T / std[:keep]
+        self.whiten_mean.copy_(mean.to(self.whiten_mean.dtype))
+        self.whiten_matrix.copy_(matrix.to(self.whiten_matrix.dtype))
+
+
+class ImplicitDecoder(RadianceOutputs, WhitenedCode, nn.Module):
     """Shapes: forward(embedding (B, D), x (B, N, 3)) -> rgb (B, N, 3), sigma (B, N)."""
 
     def __init__(self, spec: DecoderSpec = DecoderSpec()) -> None:
@@ -106,7 +158,7 @@ class ImplicitDecoder(nn.Module):
                 raise ValueError("a normalised decoder trains on batches of 2 or more embeddings")
             embedding = self.embed_norm(embedding)
         if self.spec.whiten_dims:
-            embedding = (embedding - self.whiten_mean) @ self.whiten_matrix
+            embedding = self.code(embedding)
         u = normalize(x)
         enc = frequency_encoding(u, self.spec.freq_bands).to(embedding.dtype)
         # [embedding ‖ enc] without repeating the embedding N times: split the first products
@@ -120,29 +172,6 @@ class ImplicitDecoder(nn.Module):
         h = torch.relu(self.l3(h))
         h = torch.relu(self.l4(h))
         return self.out(h)
-
-    @torch.no_grad()
-    def set_whitening(self, embeddings: Tensor, eps: float = 1e-6) -> None:
-        """Set the whitening (``whiten_dims``) from embeddings (M, D), M >= 2: their mean and
-        their top principal directions, each divided by its standard deviation. Components
-        beyond the rank of ``embeddings`` read zero."""
-        if not self.spec.whiten_dims:
-            raise ValueError("this decoder reads the raw embedding (whiten_dims = 0)")
-        x = embeddings.detach().to(self.whiten_mean.device, torch.float64)
-        if x.dim() != 2 or x.shape[1] != self.spec.embed_dim or x.shape[0] < 2:
-            raise ValueError(f"expected (M >= 2, {self.spec.embed_dim}) embeddings, got {tuple(x.shape)}")
-        mean = x.mean(dim=0)
-        _, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
-        # a sign convention (LAPACK's is not fixed): each direction's largest entry is positive
-        pivot = vt.abs().argmax(dim=1)
-        vt = vt * torch.sign(vt.gather(1, pivot[:, None]))
-        k = self.spec.whiten_dims
-        std = s / math.sqrt(x.shape[0] - 1)
-        keep = min(k, int((std > eps * max(float(std[0]), eps)).sum()))
-        matrix = torch.zeros(self.spec.embed_dim, k, dtype=torch.float64, device=x.device)
-        matrix[:, :keep] = vt[:keep].T / std[:keep]
-        self.whiten_mean.copy_(mean.to(self.whiten_mean.dtype))
-        self.whiten_matrix.copy_(matrix.to(self.whiten_matrix.dtype))
 
     @contextlib.contextmanager
     def batch_stats_from(self, embedding: Tensor) -> Iterator[None]:
@@ -162,20 +191,6 @@ class ImplicitDecoder(nn.Module):
             yield
         finally:
             self._batch_stats = None
-
-    def forward(self, embedding: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.raw(embedding, x)
-        rgb = torch.sigmoid(out[..., :3])
-        u = normalize(x)
-        inside = ((u > 0.0) & (u < 1.0)).all(dim=-1).to(out.dtype)
-        sigma = trunc_exp(out[..., 3] - 1.0) * inside
-        return rgb, sigma
-
-    def field(self, embedding: Tensor) -> DecodedField:
-        """The decoder conditioned on B embeddings, as a radiance field of B objects
-        (``nfkit.nerf.radiance.RadianceField``: renderers and grid builders take it)."""
-        return DecodedField(self, embedding)
-
 
 class _BatchStats:
     """``bn`` (a BatchNorm1d) with the statistics of a given batch instead of its input's."""

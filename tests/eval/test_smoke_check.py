@@ -116,6 +116,15 @@ def test_generated_embeddings_per_class(run):
     text = "\n".join(sc.check_generate(run, exp))
     assert "{'chair': 3} per class, expected 4 each" in text
     assert "gan/chair.h5" in text and "quality.json" in text and "interpolate" in text
+    # the CLIP check of the renders: one row per class and source
+    from nfkit.generate.clip_check import SOURCES
+
+    q = {"rows": [{"class_name": "chair"}], "clip_check": [{"class": "chair", "source": "generated"}]}
+    (run / "generate" / "quality.json").write_text(json.dumps(q))
+    assert "CLIP check rows" in "\n".join(sc.check_generate(run, exp))
+    q["clip_check"] = [{"class": "chair", "source": s} for s in SOURCES]
+    (run / "generate" / "quality.json").write_text(json.dumps(q))
+    assert "quality.json" not in "\n".join(sc.check_generate(run, exp))
 
 
 def test_the_report_needs_every_section_and_no_missing_input(run):

@@ -167,3 +167,44 @@ def test_bad_input_is_one_line(clip_gen, tmp_path):
         assert r.exit_code == 1, (args, r.output)
         assert needle in r.output and len(r.output.strip().splitlines()) == 1, (args, r.output)
     assert not (tmp_path / "o" / "generated.h5").exists()
+
+
+def test_gan_clip_check_classifies_the_renders_of_every_source(clip_gen, tmp_path):
+    import json
+
+    from nfkit.clip.zero_shot import _normalize, nearest_class, text_classifier
+    from nfkit.generate.clip_check import CHECK_VIEWS, SOURCES
+    from nfkit.generate.render import embedding_views
+
+    ws, out = clip_gen["ws"], tmp_path / "gen"
+    r = _run(ws, "generate", "gan", "--preset", "tiny", "--samples", "3", "--render", "0", "--clip-check", "2",
+             "--out", out, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "Do the renders read as their class?" in r.output
+    doc = json.loads((out / "quality.json").read_text())
+    rows = doc["clip_check"]
+    classes = ["chair", "lamp"]
+    assert {(x["class"], x["source"]) for x in rows} == {(c, s) for c in classes for s in SOURCES}
+    for x in rows:
+        assert x["n"] == 2 and set(x["predicted"]) <= set(classes)
+        assert x["accuracy"] == np.mean([p == x["class"] for p in x["predicted"]])
+    md = (out / "quality.md").read_text()
+    assert "## Quality of the generated embeddings" in md and "| **mean** |" in md
+    # the first generated chair, classified here by hand: its views, CLIP, the nearest prompt
+    gen = load_embeddings(out / "generated.h5").select(class_name="chair")
+    views = embedding_views(clip_gen["enc"].model.decoder, gen.embedding[0], CHECK_VIEWS)
+    assert views.shape == (3, 64, 64, 3)
+    emb = _normalize(clip_gen["clip"].encode_images(list(views))).mean(0, keepdims=True)
+    want = classes[int(nearest_class(emb, text_classifier(clip_gen["clip"], classes))[0])]
+    got = next(x for x in rows if x["class"] == "chair" and x["source"] == "generated")["predicted"][0]
+    assert got == want
+
+
+def test_gan_clip_check_without_maps_or_with_a_negative_count_is_one_line(gen_workspace, tmp_path):
+    r = _run(gen_workspace, "generate", "gan", "--preset", "tiny", "--samples", "2", "--render", "0",
+             "--clip-check", "1", "--out", tmp_path / "g", "--no-progress")
+    assert r.exit_code != 0 and "no CLIP maps" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "g").exists() or not any((tmp_path / "g").iterdir())
+    r = _run(gen_workspace, "generate", "gan", "--preset", "tiny", "--samples", "2", "--render", "0",
+             "--clip-check", "-1", "--out", tmp_path / "h", "--no-progress")
+    assert r.exit_code != 0 and "--clip-check" in r.output, r.output
