@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from nfkit.models.plane_decoder import PLANE_AXES, PlaneDecoder, PlaneDecoderSpec, plane_decoder_flops
+from nfkit.models.plane_decoder import (
+    PLANE_AXES,
+    PlaneDecoder,
+    PlaneDecoderSpec,
+    plane_decoder_flops,
+)
 from nfkit.nerf.field import AABB
 
 
