@@ -71,10 +71,8 @@ def clip_check(decoder, clip, text: np.ndarray, classes: Sequence[str],
     rows = []
     for source, per_class in sources.items():
         for c, x in per_class.items():
-            pred = []
-            for e in x:
-                pred += render_classes(decoder, clip, text, classes, e[None], settings)
-                bar.update(1)
+            pred = render_classes(decoder, clip, text, classes, x, settings)
+            bar.update(len(x))
             rows.append(ClipCheckRow(c, source, float(np.mean([p == c for p in pred])) if pred else float("nan"),
                                      len(pred), pred))
     bar.close()

@@ -62,10 +62,6 @@ class PlaneDecoderSpec:
             raise ValueError(f"whiten_dims ({self.whiten_dims}) cannot exceed embed_dim ({self.embed_dim})")
 
     @property
-    def code_dim(self) -> int:
-        return self.whiten_dims
-
-    @property
     def plane_numel(self) -> int:
         """Values of one object's three planes."""
         return 3 * self.channels * self.resolution**2
