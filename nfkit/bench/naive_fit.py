@@ -77,4 +77,22 @@ def naive_fit(spec, init, scene, config, target_psnr: float, max_seconds: float,
         curve.append([step, round(seconds, 2), round(psnr, 2)])
         if psnr >= target_psnr or seconds >= max_seconds:
             break
-    return {"steps": step, "seconds": seconds, "psnr": psnr, "reached": psnr >= target_psnr, "curve": curve}
+    reached = psnr >= target_psnr
+    return {"steps": step, "seconds": seconds, "psnr": psnr, "reached": reached, "curve": curve,
+            "seconds_to_target": crossing_time(curve, target_psnr) if reached else seconds}
+
+
+def crossing_time(curve: list, target_psnr: float) -> float:
+    """When the PSNR curve ``[[step, seconds, psnr], ...]`` first reaches ``target_psnr``,
+    interpolated linearly between the two checks around it (the checks come every
+    ``check_every`` steps, so the first check past the target overstates the time by up to that
+    many steps). The PSNR rises ever more slowly, so the chord still reaches the target no
+    sooner than the curve does: an upper bound, closer than the check's time."""
+    prev_s, prev_p = 0.0, -math.inf
+    for _, s, p in curve:
+        if p >= target_psnr:
+            if not math.isfinite(prev_p) or p <= prev_p:
+                return float(s)
+            return float(prev_s + (target_psnr - prev_p) / (p - prev_p) * (s - prev_s))
+        prev_s, prev_p = s, p
+    raise ValueError(f"the curve never reaches {target_psnr:.2f} dB")

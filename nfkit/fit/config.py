@@ -168,7 +168,7 @@ PRESETS: Presets[FitConfig] = Presets(
         band_l2_from=5,
         mlp=FamilyTuning(rays=384),
         tri=FamilyTuning(steps=90),
-        hash=FamilyTuning(steps=100, feature_lr=0.2),
+        hash=FamilyTuning(steps=150, feature_lr=0.2),
     ),
     # For tests: a few seconds per NeRF on 32x32 images.
     tiny=FitConfig(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from nfkit.bench.fit import main, mlp_flops_per_sample
 from nfkit.nerf.specs import REGISTRY
 
@@ -34,7 +36,8 @@ def test_fit_bench_reports_psnr_speed_flops_and_the_naive_loop(tmp_path):
     batched = modes["batched"]
     fitting = report["naive"]["hash"]["nfkit_seconds_per_nerf"]
     assert fitting == batched["seconds_per_nerf"] - batched["eval_seconds_per_nerf"]
-    assert naive["speedup"] == naive["seconds"] / fitting
+    assert naive["speedup"] == naive["seconds_to_target"] / fitting
+    assert naive["seconds_to_target"] <= naive["seconds"]
     assert report["matmul_gflops"] > 0
     md = (out / "fit_bench.md").read_text()
     assert "foreground PSNR" in md and "Naive torch loop" in md and "% of matmul peak" in md
@@ -53,3 +56,14 @@ def test_summary_collects_what_ran_and_names_what_did_not(tmp_path):
     md = (out / "bench.md").read_text()
     assert "| procedural | mlp |" in md
     assert "not measured: `python -m nfkit.bench.graphs`" in md and "not measured: `nfkit classify --zero-shot`" in md
+
+
+def test_naive_crossing_time_interpolates_between_the_checks_around_the_target():
+    from nfkit.bench.naive_fit import crossing_time
+
+    curve = [[20, 1.0, 20.0], [40, 2.0, 24.0], [60, 3.0, 26.0]]
+    assert crossing_time(curve, 25.0) == 2.5  # halfway from 24 dB (2 s) to 26 dB (3 s)
+    assert crossing_time(curve, 24.0) == 2.0  # a check that hits the target exactly
+    assert crossing_time(curve, 19.0) == 1.0  # reached at the first check: nothing to interpolate from
+    with pytest.raises(ValueError, match="never reaches"):
+        crossing_time(curve, 27.0)
