@@ -74,12 +74,14 @@ def naive_fit(spec, init, scene, config, target_psnr: float, max_seconds: float,
             step += 1
         seconds += time.perf_counter() - t0
         psnr = test_psnr(field, scene, config.samples)
-        curve.append([step, round(seconds, 2), round(psnr, 2)])
+        curve.append([step, seconds, psnr])
         if psnr >= target_psnr or seconds >= max_seconds:
             break
     reached = psnr >= target_psnr
-    return {"steps": step, "seconds": seconds, "psnr": psnr, "reached": reached, "curve": curve,
-            "seconds_to_target": crossing_time(curve, target_psnr) if reached else seconds}
+    # interpolated on the unrounded checks: a PSNR just past the target can round below it
+    to_target = crossing_time(curve, target_psnr) if reached else seconds
+    return {"steps": step, "seconds": seconds, "psnr": psnr, "reached": reached,
+            "curve": [[n, round(t, 2), round(q, 2)] for n, t, q in curve], "seconds_to_target": to_target}
 
 
 def crossing_time(curve: list, target_psnr: float) -> float:

@@ -116,9 +116,10 @@ def hull_pixel_mask(
     is kept when its centre is inside the bounding rectangle of some cell of the hull dilated
     by one cell (every pixel, for a cell with a corner behind the camera). Only the dilated
     hull's *boundary* cells (those with one of their 26 neighbours outside it, or on the box's
-    faces) are painted: a ray comes from outside the box, so it enters any cell of the set
-    through a boundary cell, and the interior cells' rectangles add nothing (a third to a
-    half of the cells, and of the time). The rectangles are painted with a 2-D difference
+    faces) are painted: a ray that crosses any cell of the set leaves it, wherever the camera
+    is, through a boundary cell (the last cell of the set it crosses), so the interior cells'
+    rectangles add nothing (the boundary is 21–43 % of the dilated hull's cells on the real
+    objects of ``nfkit/bench/realset``). The rectangles are painted with a 2-D difference
     array: a superset of the crossing rays, in a few vectorised passes.
 
     Shapes: hull (R³,) bool; c2w (V, 4, 4) or (V, 3, 4).
