@@ -140,7 +140,7 @@ PRESETS: Presets[FitConfig] = Presets(
     #   the hull so that the photometric loss clears the fog a renderer without it would see.
     #   Without the release the MLP family kept 1-3 dB of fog outside the hull.
     # - per family: the MLP needs the most rays (blur), tri and hash fewer steps. Hash at 384 rays
-    #   (256 before): real objects 29.7 -> 30.2 dB, procedural 29.7 -> 30.2, for ~20 % more time;
+    #   (256 before): real objects 29.7 -> 30.2 dB, procedural 29.7 -> 30.2, for 12-23 % more time;
     #   512 gave the real ones 30.9 but cut the lead over the naive loop below 5x on the
     #   procedural set. Its colour mottle is step-limited (600 steps mostly clear it).
     # - grid_ema 0.6 (nerfacc: 0.95) lets the grid drop the initial fog within a few updates.
