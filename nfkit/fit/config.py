@@ -60,7 +60,10 @@ class FitConfig(StageConfig):
     grid_warmup: int = option(256, "steps during which every grid cell is re-evaluated")
     grid_ema: float = option(0.95, "EMA decay of the occupancy values", check=lambda v: 0.0 <= v <= 1.0, must='in [0, 1]')
     occ_thre: float = option(0.01, "occupancy threshold on density × step size")
-    early_stop_eps: float = option(1e-4, "nerfacc sampler: stop marching a ray below this transmittance")
+    early_stop_eps: float = option(
+        1e-4,
+        "stop marching a ray once its transmittance is below this (nerfacc's early stopping; the grid "
+        "sampler does so in the held-out evaluation, checking it after every few occupied samples); 0 = never", check=lambda v: 0 <= v < 1, must='in [0, 1)')
     alpha_thre: float = option(0.0, "nerfacc sampler: skip samples with a lower opacity")
     resolution: int = option(0, "image resolution used for fitting and evaluation (0 = the dataset's)", check=lambda v: v >= 0, must='>= 0')
     max_views: int = option(0, "use at most this many views per object (0 = all)", check=lambda v: v >= 0, must='>= 0')

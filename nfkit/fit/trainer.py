@@ -234,6 +234,7 @@ def make_sampler(config: FitConfig, n_nerfs: int, device, generator: torch.Gener
         config.occ_thre,
         device=device,
         generator=generator,
+        early_stop_eps=config.early_stop_eps,
     )
 
 
@@ -523,7 +524,7 @@ def evaluate_scenes(model, sampler, scenes: Sequence[Scene], config: FitConfig, 
         rgba, valid = torch.stack(c), torch.stack(m)
         out = sampler.render(
             model.field, torch.stack(o), torch.stack(d), None, stratified=False,
-            n_samples=config.render_samples, density_one=model.density_one,
+            n_samples=config.render_samples, density_one=model.density_one, early_stop=True,
         )
         target = rgba[..., :3] * rgba[..., 3:]
         err = ((out.rgb.clamp(0, 1) - target) ** 2).mean(dim=-1) * valid
@@ -545,6 +546,7 @@ def evaluate_params(
     """Held-out PSNR of given parameters (e.g. the shared init, or stored NeRFs with their
     ``NerfRecord.sin``), with a grid rebuilt from their density."""
     model = TorchBatchedNerfs(spec, params, device, sin=sin)
-    sampler = GridSampler(len(params), config.samples, config.grid_res, occ_thre=config.occ_thre, device=device)
+    sampler = GridSampler(len(params), config.samples, config.grid_res, occ_thre=config.occ_thre, device=device,
+                          early_stop_eps=config.early_stop_eps)
     sampler.grid = grid_from_field(model, config.grid_res, sampler.step_size, config.occ_thre, sampler.aabb, passes=1)
     return evaluate_scenes(model, sampler, scenes, config)

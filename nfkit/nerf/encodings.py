@@ -295,7 +295,7 @@ def hash_grid_encoding(spec: ArchSpec, table: Tensor, u: Tensor) -> Tensor:
     with torch.no_grad():
         entries, weights = _indices_level_major(spec, u, batch_entries=n_entries)  # (L, B, N, 8)
     out = _WeightedGather.apply(table.reshape(b * n_entries, n_feat), entries, weights.to(table.dtype))
-    return out.permute(1, 2, 0, 3).reshape(b, n, -1)  # (L, B, N, F) -> (B, N, L·F)
+    return out.permute(1, 2, 0, 3).reshape(b, n, len(tcnn_sizes) * n_feat)  # (L, B, N, F) -> (B, N, L·F)
 
 
 class _WeightedGather(torch.autograd.Function):

@@ -7,6 +7,7 @@ stages, through :func:`render_rays`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -44,8 +45,17 @@ def render_batch(
     stratified: bool = False,
     generator: torch.Generator | None = None,
     aabb: tuple[float, float] = DEFAULT_AABB,
+    early_stop_eps: float = 0.0,
 ) -> RenderOutput:
     """Render rays of B NeRFs; the field only sees samples inside the box and in occupied cells.
+
+    ``early_stop_eps > 0``: a ray stops once its transmittance is below it (nerfacc's early
+    stopping). The occupied samples of each ray are evaluated front to back in groups
+    (:data:`EARLY_STOP_GROUPS`, by their rank along the ray), and a group is evaluated only for
+    the rays whose transmittance before it is at least ``early_stop_eps``: behind an opaque
+    surface the field is not evaluated. The colour of a ray changes by less than
+    ``early_stop_eps`` (what the skipped samples could add); the gradients of the evaluated
+    samples are those of the full render up to that.
 
     Shapes:
         origins, dirs: (B, R, 3), directions of unit length
@@ -63,6 +73,29 @@ def render_batch(
     mask = hit[:, :, None].expand(b, r, n_samples).reshape(b, r * n_samples)
     if grid is not None:
         mask = mask & grid.lookup(positions)
+    if early_stop_eps > 0:
+        sigmas, rgbs, n_evaluated = _march_groups(field_fn, positions, mask.reshape(b, r, n_samples),
+                                                  t_ends - t_starts, early_stop_eps)
+    else:
+        rgb_s, sigma_s, index, valid = _evaluate(field_fn, positions, mask)
+        sigmas = scatter_samples(sigma_s, index, valid, r * n_samples).reshape(b, r, n_samples)
+        rgbs = scatter_samples(rgb_s, index, valid, r * n_samples).reshape(b, r, n_samples, 3)
+        n_evaluated = valid.sum(dim=1)
+    if background is not None and background.dim() == 2:
+        background = background[:, None, :]
+    rgb, opacity, depth = composite(t_starts, t_ends, sigmas, rgbs, background)
+    return RenderOutput(rgb, opacity, depth, n_evaluated, r * n_samples)
+
+
+EARLY_STOP_GROUPS: tuple[int, ...] = (0, 8, 16, 32, 64, 128)
+"""Ranks (along the ray, among its occupied samples) where the groups of :func:`render_batch`'s
+early stopping start; after the last, groups of twice the previous width. Narrow groups first,
+where most rays meet the surface; each group is one field call."""
+
+
+def _evaluate(field_fn: FieldFn, positions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The field at the True entries of ``mask`` (B, M) of ``positions`` (B, M, 3), packed per
+    NeRF: (rgb (B, K, 3), sigma (B, K), index (B, K), valid (B, K))."""
     index, valid = gather_occupied(mask)
     pts = take(positions, index)
     pts = torch.where(valid[..., None], pts, torch.zeros_like(pts))  # padding at the box centre
@@ -70,12 +103,53 @@ def render_batch(
         rgb_s, sigma_s = field_fn.forward_ragged(pts, valid.sum(dim=1))
     else:
         rgb_s, sigma_s = field_fn(pts)
-    sigmas = scatter_samples(sigma_s, index, valid, r * n_samples).reshape(b, r, n_samples)
-    rgbs = scatter_samples(rgb_s, index, valid, r * n_samples).reshape(b, r, n_samples, 3)
-    if background is not None and background.dim() == 2:
-        background = background[:, None, :]
-    rgb, opacity, depth = composite(t_starts, t_ends, sigmas, rgbs, background)
-    return RenderOutput(rgb, opacity, depth, valid.sum(dim=1), r * n_samples)
+    return rgb_s, sigma_s, index, valid
+
+
+def _group_bounds(n: int) -> list[tuple[int, int]]:
+    """[start, stop) ranks of the early-stopping groups covering ranks 0..n-1."""
+    starts = [g for g in EARLY_STOP_GROUPS if g < n]
+    width = max(EARLY_STOP_GROUPS[-1] - EARLY_STOP_GROUPS[-2], 1)
+    while starts[-1] + width < n:
+        starts.append(starts[-1] + width)
+        width *= 2
+    return list(zip(starts, [*starts[1:], n], strict=True))
+
+
+def _march_groups(field_fn: FieldFn, positions: Tensor, mask: Tensor, deltas: Tensor, eps: float):
+    """:func:`render_batch`'s early stopping: dense sigmas (B, R, S) and rgbs (B, R, S, 3) with
+    zeros where nothing was evaluated, and the number of evaluated samples per NeRF (B,)."""
+    b, r, s = mask.shape
+    # the occupied samples of each NeRF, packed once in ray order (front to back on each ray)
+    index, valid = gather_occupied(mask.reshape(b, r * s))
+    rank = (torch.cumsum(mask, dim=-1, dtype=torch.int32) - 1).reshape(b, r * s).gather(1, index)
+    ray = torch.div(index, s, rounding_mode="floor")
+    delta = deltas.reshape(b, r * s).gather(1, index)
+    pts = take(positions, index)
+    longest = int(rank[valid].max()) + 1 if bool(valid.any()) else 0
+    max_depth = -math.log(eps)  # transmittance exp(-depth) >= eps
+    depth = torch.zeros(b, r, dtype=deltas.dtype, device=deltas.device)
+    k = index.shape[1]
+    sigma_p = rgb_p = None
+    n_evaluated = torch.zeros(b, dtype=torch.long, device=mask.device)
+    for lo, hi in _group_bounds(longest) if longest > 0 else []:
+        sel = valid & (rank >= lo) & (rank < hi) & (depth.gather(1, ray) <= max_depth)
+        if not bool(sel.any()):
+            break  # ranks are contiguous per ray: later groups hold no sample of a live ray either
+        rgb_s, sigma_s, sub, ok = _evaluate(field_fn, pts, sel)
+        sig = scatter_samples(sigma_s, sub, ok, k)  # (B, K), the packed layout; groups are disjoint
+        col = scatter_samples(rgb_s, sub, ok, k)
+        sigma_p = sig if sigma_p is None else sigma_p + sig
+        rgb_p = col if rgb_p is None else rgb_p + col
+        n_evaluated += ok.sum(dim=1)
+        with torch.no_grad():
+            depth = depth.scatter_add(1, ray, sig.detach() * delta)
+    if sigma_p is None:  # nothing occupied: one (empty) call keeps the field's outputs in the graph
+        rgb_p, sigma_p, sub, ok = _evaluate(field_fn, pts, valid)
+        sigma_p, rgb_p = scatter_samples(sigma_p, sub, ok, k), scatter_samples(rgb_p, sub, ok, k)
+    sigmas = scatter_samples(sigma_p, index, valid, r * s).reshape(b, r, s)
+    rgbs = scatter_samples(rgb_p, index, valid, r * s).reshape(b, r, s, 3)
+    return sigmas, rgbs, n_evaluated
 
 
 def field_fn_for(spec, params: Mapping[str, Tensor], sin: str = "exact") -> FieldFn:

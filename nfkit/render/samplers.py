@@ -32,7 +32,11 @@ DensityOneFn = Callable[[int, Tensor], Tensor]
 
 
 class GridSampler:
-    """Torch occupancy grid + stratified samples; the field sees occupied samples only."""
+    """Torch occupancy grid + stratified samples; the field sees occupied samples only. Renders
+    with ``early_stop=True`` (evaluation) also skip the samples behind where a ray's
+    transmittance falls below ``early_stop_eps`` (:func:`~nfkit.render.renderer.render_batch`).
+    Training renders do not: on 4 real objects per family that was 10-15 % faster for the mlp
+    family but 20-50 % slower for hash (its encoding's cost per call) and no faster for tri."""
 
     name = "grid"
 
@@ -48,8 +52,10 @@ class GridSampler:
         aabb: tuple[float, float] = DEFAULT_AABB,
         device: str | torch.device = "cpu",
         generator: torch.Generator | None = None,
+        early_stop_eps: float = 0.0,
     ) -> None:
         self.n_samples = n_samples
+        self.early_stop_eps = early_stop_eps
         self.step_size = default_step_size(n_samples, aabb)
         self.grid = OccupancyGrid(n_nerfs, grid_res, aabb, device)
         self.every, self.warmup, self.ema, self.occ_thre = grid_every, grid_warmup, grid_ema, occ_thre
@@ -76,6 +82,7 @@ class GridSampler:
         stratified: bool,
         n_samples: int | None = None,
         density_one: DensityOneFn | None = None,
+        early_stop: bool = False,
     ) -> RenderOutput:
         return render_batch(
             field_fn,
@@ -87,6 +94,7 @@ class GridSampler:
             stratified=stratified,
             generator=self.generator,
             aabb=self.aabb,
+            early_stop_eps=self.early_stop_eps if early_stop else 0.0,
         )
 
 
@@ -156,7 +164,9 @@ class NerfaccSampler:  # pragma: no cover - exercised only where CUDA is availab
         stratified: bool,
         n_samples: int | None = None,
         density_one: DensityOneFn | None = None,
+        early_stop: bool = False,
     ) -> RenderOutput:
+        """``early_stop`` is accepted for the interface: nerfacc's marching always stops early."""
         from nerfacc import rendering
 
         n, r = origins.shape[:2]
