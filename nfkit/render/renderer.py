@@ -73,7 +73,7 @@ def render_batch(
     mask = hit[:, :, None].expand(b, r, n_samples).reshape(b, r * n_samples)
     if grid is not None:
         mask = mask & grid.lookup(positions)
-    if early_stop_eps > 0:
+    if early_stop_eps > 0 and bool(mask.any()):
         sigmas, rgbs, n_evaluated = _march_groups(field_fn, positions, mask.reshape(b, r, n_samples),
                                                   t_ends - t_starts, early_stop_eps)
     else:
@@ -126,13 +126,13 @@ def _march_groups(field_fn: FieldFn, positions: Tensor, mask: Tensor, deltas: Te
     ray = torch.div(index, s, rounding_mode="floor")
     delta = deltas.reshape(b, r * s).gather(1, index)
     pts = take(positions, index)
-    longest = int(rank[valid].max()) + 1 if bool(valid.any()) else 0
+    longest = int(rank[valid].max()) + 1  # the caller passes at least one occupied sample
     max_depth = -math.log(eps)  # transmittance exp(-depth) >= eps
     depth = torch.zeros(b, r, dtype=deltas.dtype, device=deltas.device)
     k = index.shape[1]
     sigma_p = rgb_p = None
     n_evaluated = torch.zeros(b, dtype=torch.long, device=mask.device)
-    for lo, hi in _group_bounds(longest) if longest > 0 else []:
+    for lo, hi in _group_bounds(longest):
         sel = valid & (rank >= lo) & (rank < hi) & (depth.gather(1, ray) <= max_depth)
         if not bool(sel.any()):
             break  # ranks are contiguous per ray: later groups hold no sample of a live ray either
@@ -144,9 +144,6 @@ def _march_groups(field_fn: FieldFn, positions: Tensor, mask: Tensor, deltas: Te
         n_evaluated += ok.sum(dim=1)
         with torch.no_grad():
             depth = depth.scatter_add(1, ray, sig.detach() * delta)
-    if sigma_p is None:  # nothing occupied: one (empty) call keeps the field's outputs in the graph
-        rgb_p, sigma_p, sub, ok = _evaluate(field_fn, pts, valid)
-        sigma_p, rgb_p = scatter_samples(sigma_p, sub, ok, k), scatter_samples(rgb_p, sub, ok, k)
     sigmas = scatter_samples(sigma_p, index, valid, r * s).reshape(b, r, s)
     rgbs = scatter_samples(rgb_p, index, valid, r * s).reshape(b, r, s, 3)
     return sigmas, rgbs, n_evaluated
