@@ -449,7 +449,7 @@ def fit_batch(
             # the last steps see what a renderer without the hull sees: the grid rebuilt from
             # the density, rays through every pixel; the photometric loss clears any fog left
             scenes, empty = _lift_hull(sampler, model, scenes, config, gen), None
-        sampler.update(step, model.density, model.density_one)
+        sampler.update(step, model.density, model.density_one, getattr(model, "density_ragged", None))
         origins, dirs, rgba = _draw_rays(scenes, n_rays, gen)
         if config.random_background:
             bg = torch.rand((n, 1, 3), generator=gen, device=device)

@@ -88,6 +88,21 @@ class ParamField:
             sigmas.append(torch.nn.functional.pad(sigma[0], (0, k - n)))
         return torch.stack(rgbs), torch.stack(sigmas)
 
+    def density_ragged(self, x: Tensor, counts: Tensor, min_fill: float = 0.75) -> Tensor:
+        """``self.density(x)`` where only the first ``counts[b]`` positions of row ``b``
+        matter (zeros in the padding), each NeRF on its own positions when padding would be
+        more than ``1 - min_fill`` of the batched call."""
+        b, k = x.shape[:2]
+        if b == 1 or int(counts.sum()) >= min_fill * b * k:
+            return self.density(x)
+        out = x.new_zeros(b, k)
+        for i in range(b):
+            n = int(counts[i])
+            if n:
+                one = {name: v[i : i + 1] for name, v in self.params.items()}
+                out[i, :n] = nerf_field.density(self.spec, one, x[i : i + 1, :n], sin=self.sin)[0]
+        return out
+
     def density_one(self, b: int, x: Tensor) -> Tensor:
         one = {k: v[b : b + 1] for k, v in self.params.items()}
         return nerf_field.density(self.spec, one, x[None], sin=self.sin)[0]

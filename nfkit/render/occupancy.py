@@ -31,6 +31,9 @@ from nfkit.render.rays import DEFAULT_AABB
 
 OccEvalFn = Callable[[Tensor], Tensor]
 """(B, N, 3) world positions -> (B, N) occupancy values (density · step size)."""
+OccEvalRaggedFn = Callable[[Tensor, Tensor], Tensor]
+"""The same where only the first ``counts[b]`` positions of row ``b`` matter: (B, N, 3),
+counts (B,) -> (B, N), anything (e.g. 0) in the padding."""
 
 
 class OccupancyGrid:
@@ -100,13 +103,14 @@ class OccupancyGrid:
         return self.binary.flatten(1).gather(1, flat) & inside
 
     # ------------------------------------------------------------------ update
-    def _cells_to_update(self, warmup: bool, generator: torch.Generator | None) -> Tensor:
-        """(B, M) flat cell indices to re-evaluate."""
+    def _cells_to_update(self, warmup: bool, generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
+        """(B, M) flat cell indices to re-evaluate, and (B,) how many of each row are not
+        padding (None: all are)."""
         b, n_cells = self.n_nerfs, self.n_cells
         if self.limit is not None:
             return self._limited_cells(warmup, generator)
         if warmup:
-            return torch.arange(n_cells, device=self.device).expand(b, n_cells)
+            return torch.arange(n_cells, device=self.device).expand(b, n_cells), None
         n = max(n_cells // 4, 1)
         uniform = torch.randint(n_cells, (b, n), generator=generator, device=self.device)
         occupied = []
@@ -121,13 +125,14 @@ class OccupancyGrid:
         padded = torch.randint(n_cells, (b, width), generator=generator, device=self.device)
         for i, cells in enumerate(occupied):
             padded[i, : len(cells)] = cells
-        return torch.cat([uniform, padded], dim=1)
+        return torch.cat([uniform, padded], dim=1), None
 
     def _limited_cells(self, warmup: bool, generator: torch.Generator | None) -> Tensor:
         """Cells to re-evaluate when the grid is carved: only cells inside the limit (the
         others stay empty whatever the density is there). Warm-up: all of them; afterwards a
         quarter of them drawn uniformly plus up to as many occupied ones. Rows are padded by
-        repeating a row's first cell (updating a cell twice is the same as once)."""
+        repeating a row's first cell (updating a cell twice is the same as once); returns the
+        cells and each row's count of real ones."""
         lists = []
         for i in range(self.n_nerfs):
             inside = torch.nonzero(self.limit[i])[:, 0]
@@ -146,7 +151,7 @@ class OccupancyGrid:
         for i, cells in enumerate(lists):
             out[i, : len(cells)] = cells
             out[i, len(cells) :] = cells[0]
-        return out
+        return out, torch.tensor([len(c) for c in lists], device=self.device)
 
     @torch.no_grad()
     def update(
@@ -158,16 +163,26 @@ class OccupancyGrid:
         warmup_steps: int = 256,
         chunk: int = 65536,
         generator: torch.Generator | None = None,
+        occ_eval_ragged: OccEvalRaggedFn | None = None,
     ) -> None:
-        """One nerfacc-style EMA update (call it every n steps, see :meth:`update_every_n_steps`)."""
-        cells = self._cells_to_update(step < warmup_steps, generator)
+        """One nerfacc-style EMA update (call it every n steps, see :meth:`update_every_n_steps`).
+
+        ``occ_eval_ragged``: where given, it evaluates carved grids, whose rows of cells are
+        padded to the NeRF with the largest hull, on each row's real cells only."""
+        cells, counts = self._cells_to_update(step < warmup_steps, generator)
         lo, hi = self.aabb
         occ = torch.empty(cells.shape, device=self.device)
         for start in range(0, cells.shape[1], chunk):
             part = cells[:, start : start + chunk]
             jitter = torch.rand((*part.shape, 3), generator=generator, device=self.device)
-            x = (self.cell_coords(part).float() + jitter) / self.resolution
-            occ[:, start : start + chunk] = occ_eval_fn(lo + x * (hi - lo)).reshape(part.shape)
+            x = lo + (self.cell_coords(part).float() + jitter) / self.resolution * (hi - lo)
+            if counts is not None and occ_eval_ragged is not None:
+                real = (counts - start).clamp(0, part.shape[1])
+                # padding repeats a row's first cell: 0 there leaves the amax to its real value
+                occ[:, start : start + chunk] = occ_eval_ragged(x, real).reshape(part.shape)
+                occ[:, start : start + chunk].masked_fill_(torch.arange(part.shape[1], device=self.device) >= real[:, None], 0.0)
+            else:
+                occ[:, start : start + chunk] = occ_eval_fn(x).reshape(part.shape)
         decayed = self.occs.clone()
         decayed.scatter_(1, cells, self.occs.gather(1, cells) * ema_decay)
         decayed.scatter_reduce_(1, cells, occ, reduce="amax", include_self=True)

@@ -62,10 +62,16 @@ class GridSampler:
         self.aabb = aabb
         self.generator = generator
 
-    def update(self, step: int, density_fn: DensityFn, density_one: DensityOneFn | None = None) -> None:
+    def update(
+        self, step: int, density_fn: DensityFn, density_one: DensityOneFn | None = None, density_ragged=None
+    ) -> None:
+        """``density_ragged(x, counts)`` (e.g. :meth:`~nfkit.nerf.radiance.ParamField.density_ragged`),
+        where given, skips the padding of a carved grid's cells."""
+        ragged = None if density_ragged is None else (lambda x, c: density_ragged(x, c) * self.step_size)
         self.grid.update_every_n_steps(
             step,
             lambda x: density_fn(x) * self.step_size,
+            occ_eval_ragged=ragged,
             n=self.every,
             occ_thre=self.occ_thre,
             ema_decay=self.ema,
@@ -143,7 +149,8 @@ class NerfaccSampler:  # pragma: no cover - exercised only where CUDA is availab
         self.every, self.warmup, self.ema, self.occ_thre = grid_every, grid_warmup, grid_ema, occ_thre
         self.early_stop_eps, self.alpha_thre = early_stop_eps, alpha_thre
 
-    def update(self, step: int, density_fn: DensityFn, density_one: DensityOneFn) -> None:
+    def update(self, step: int, density_fn: DensityFn, density_one: DensityOneFn, density_ragged=None) -> None:
+        """``density_ragged`` is accepted for the interface: each NeRF's estimator updates alone."""
         for b, est in enumerate(self.estimators):
             est.train()
             est.update_every_n_steps(

@@ -120,6 +120,37 @@ def test_carved_grid_never_leaves_its_limit():
         grid.carve(torch.ones(2, 7, dtype=torch.bool))
 
 
+def test_carved_update_evaluates_each_nerfs_real_cells_only():
+    limit = torch.zeros(3, 8**3, dtype=torch.bool)
+    limit[0, :40] = True
+    limit[1, 100:400] = True
+    limit[2, 500:510] = True
+
+    def per_cell(x):  # the same value anywhere in a cell, so jitter cannot change the result
+        lo, hi = OccupancyGrid(1, 8).aabb
+        ijk = torch.round((x - lo) / (hi - lo) * 8 - 0.5).clamp(0, 7)  # the nearest cell centre: no edge rounding
+        return (ijk[..., 0] * 64 + ijk[..., 1] * 8 + ijk[..., 2]) / 512.0 * 0.02
+
+    calls = []
+
+    def ragged(x, counts):
+        calls.append(counts.tolist())
+        out = per_cell(x)
+        return out.masked_fill(torch.arange(x.shape[1]) >= counts[:, None], float("nan"))  # padding unused
+
+    grids = []
+    for use_ragged in (False, True):
+        grid = OccupancyGrid(3, 8)
+        grid.carve(limit)
+        for step in (0, 8, 300):
+            grid.update(step, per_cell, warmup_steps=256, generator=torch.Generator().manual_seed(step),
+                        occ_eval_ragged=ragged if use_ragged else None)
+        grids.append(grid)
+    assert calls[0] == [40, 300, 10]  # the warm-up: every cell of each hull, nothing of the padding
+    assert torch.equal(grids[0].occs, grids[1].occs) and torch.equal(grids[0].binary, grids[1].binary)
+    assert not torch.isnan(grids[1].occs).any()
+
+
 def test_family_tuning_changes_only_its_family():
     config = resolve_config("cpu", {"tri.steps": "33", "mlp.lr": "0.005"})
     assert config.for_family("tri").steps == 33
