@@ -162,6 +162,7 @@ def run_modes(spec, scenes, config, modes=("batched", "one-at-a-time"), picture:
     out = {}
     for mode in modes:
         load_before = _loadavg()
+        rate_before = matmul_rate(0.5)  # the machine's speed now: on shared hosts it changes within minutes
         t0 = time.perf_counter()
         if mode == "batched":
             results = []
@@ -172,6 +173,7 @@ def run_modes(spec, scenes, config, modes=("batched", "one-at-a-time"), picture:
         else:
             raise ValueError(f"unknown mode {mode!r}")
         seconds = time.perf_counter() - t0
+        rate_after = matmul_rate(0.5)
         pictures = [] if picture is not None and mode == "batched" else None
         full, fg = render_psnrs(spec, results, scenes, config, pictures)
         if pictures:
@@ -198,6 +200,8 @@ def run_modes(spec, scenes, config, modes=("batched", "one-at-a-time"), picture:
             "rays": config.rays,
             "mlp_gflop_per_nerf": 3 * flops_sample * samples * config.steps / 1e9,
             "loadavg_before": load_before,
+            "matmul_gflops_before": rate_before,
+            "matmul_gflops_after": rate_after,
             "loadavg_after": _loadavg(),
         }
         log.info("%s %s: %.1f s/NeRF, %.2f dB (foreground %.2f)", spec.name, mode, seconds / len(results),
@@ -288,20 +292,24 @@ def write_report(out: Path, report: dict) -> None:
         "",
         f"Machine: {report['machine']['cpu_count']} CPU cores, torch {report['machine']['torch']} "
         f"({report['machine']['torch_threads']} threads), CUDA: {report['machine']['cuda']}; fp32 matmul "
-        f"{report['matmul_gflops']:.0f} GFLOP/s (1024² @ 1024²). Load average {report['loadavg_start']:.2f} at the "
+        f"{report['matmul_gflops']:.0f} GFLOP/s (1024² @ 1024²) at the start, and before and after each row below "
+        "(the % of peak uses the mean of those two). Load average {report['loadavg_start']:.2f} at the "
         f"start, {report['loadavg_end']:.2f} at the end (other processes on the same cores slow every number down).",
         "",
-        "| arch | mode | steps × rays | NeRFs/min | s/NeRF | PSNR (dB) | foreground PSNR | min PSNR | samples/step | MLP GFLOP/NeRF | % of matmul peak |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| arch | mode | steps × rays | NeRFs/min | s/NeRF | PSNR (dB) | foreground PSNR | min PSNR | samples/step | MLP GFLOP/NeRF | matmul GFLOP/s before / after | % of matmul peak |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     peak = report["matmul_gflops"]
     for arch, modes in report["results"].items():
         for mode, r in modes.items():
             gflop = r.get("mlp_gflop_per_nerf", float("nan"))
+            before, after = r.get("matmul_gflops_before"), r.get("matmul_gflops_after")
+            rate = 0.5 * (before + after) if before and after else peak  # older reports: the start's rate
+            rates = f"{before:.0f} / {after:.0f}" if before and after else "–"
             lines.append(
                 f"| {arch} | {mode} | {r.get('steps', cfg['steps'])} × {r.get('rays', cfg['rays'])} | {r['nerfs_per_min']:.1f} | "
                 f"{r['seconds_per_nerf']:.2f} | {r['mean_psnr']:.2f} | {r.get('mean_fg_psnr', float('nan')):.2f} | "
-                f"{r['min_psnr']:.2f} | {r['samples_per_step']:.0f} | {gflop:.1f} | {100 * gflop / r['seconds_per_nerf'] / peak:.0f} % |"
+                f"{r['min_psnr']:.2f} | {r['samples_per_step']:.0f} | {gflop:.1f} | {rates} | {100 * gflop / r['seconds_per_nerf'] / rate:.0f} % |"
             )
     if report.get("naive"):
         lines += [

@@ -61,8 +61,8 @@ def frequency_encoding(u: Tensor, n_frequencies: int, sin: str = "exact") -> Ten
     dimension, per frequency, (sin, cos).
 
     ``sin="exact"`` evaluates the sine accurately (in float32: ``torch.sin``, or on the CPU
-    without gradient :func:`nfkit.nerf.native.sin_`, the same values to a few 1e-8 and 2-3×
-    faster on the high bands' large arguments). tcnn evaluates
+    without gradient :func:`nfkit.nerf.native.sin_`, the same values to about 1e-7 and several
+    times faster on the high bands' large arguments). tcnn evaluates
     ``__sinf(fmaf(u·2^f, π, phase))``, CUDA's fast sine, which has no real argument reduction:
     for large arguments (log2-frequencies above ~16 for u in [0, 1]) its values are quantised
     and from ~28 on they are 0. ``sin="tcnn"`` reproduces that with :func:`tcnn_sinf` (a model

@@ -7,15 +7,15 @@
  * same:
  *
  *  - |x| < 2^10: r = x - n pi/2 with n = rint(2x/pi) and pi/2 in three float parts
- *    (Cody-Waite with fused multiply-adds: the first two steps are exact);
+ *    (Cody-Waite with fused multiply-adds: the first step is exact);
  *  - otherwise x = M 2^e with M the 24-bit integer mantissa; x / (pi/2) mod 4 is M T mod 2^64
  *    in fixed point, T = floor(2^(e-88) 2/pi) mod 2^64, whose top two bits are the quadrant and
  *    whose other 62 bits are the remainder. T's two 32-bit halves are cut from the first 224
  *    bits of 2/pi (eight words, from the caller) by shifts, so no table is indexed per value.
  *
  * sin and cos of the remainder (|r| <= pi/4) are Taylor polynomials in float (truncation below
- * 2e-9), so the result is within 1.5 ulp of the correctly rounded sine (tests/nerf/
- * test_native.py). The loop runs 8 values at a time with AVX2 and FMA, and the scalar code
+ * 2e-9), so the result is within 1.5 ulp of the correctly rounded sine, or about 6e-12 (2^-38 of
+ * pi/2, where T ends) for the tiny sines of huge arguments (tests/nerf/test_native.py). The loop runs 8 values at a time with AVX2 and FMA, and the scalar code
  * (the tail, and machines without them) does the same operations in the same order: both give
  * the same bits. Compile with -ffp-contract=off (nfkit.nerf.native does) so that the compiler
  * fuses nothing the code does not.

@@ -127,7 +127,7 @@ class OccupancyGrid:
             padded[i, : len(cells)] = cells
         return torch.cat([uniform, padded], dim=1), None
 
-    def _limited_cells(self, warmup: bool, generator: torch.Generator | None) -> Tensor:
+    def _limited_cells(self, warmup: bool, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """Cells to re-evaluate when the grid is carved: only cells inside the limit (the
         others stay empty whatever the density is there). Warm-up: all of them; afterwards a
         quarter of them drawn uniformly plus up to as many occupied ones. Rows are padded by

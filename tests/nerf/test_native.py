@@ -46,8 +46,8 @@ def test_kernel_is_the_sine_to_one_and_a_half_ulp():
     err = np.abs(ours - ref)
     assert err.max() < 8e-8  # about an ulp of values near 1 (2^-24 = 6e-8)
     # relative to the value: 1.5 ulp, down to the reduction's absolute precision (the
-    # remainder's last bit, 2^-54 of pi/2, and the float roundings of a tiny remainder),
-    # which tiny sines of huge arguments reach
+    # fixed-point multiplier ends at 2^-38 of pi/2, about 6e-12), which tiny sines of huge
+    # arguments reach
     ulps = _ulps(ours, ref)
     assert np.all((ulps <= 1.5) | (err <= 1e-10))
     assert np.all(ulps[np.abs(ref) > 2.0**-6] <= 1.5)
