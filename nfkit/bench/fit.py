@@ -293,7 +293,7 @@ def write_report(out: Path, report: dict) -> None:
         f"Machine: {report['machine']['cpu_count']} CPU cores, torch {report['machine']['torch']} "
         f"({report['machine']['torch_threads']} threads), CUDA: {report['machine']['cuda']}; fp32 matmul "
         f"{report['matmul_gflops']:.0f} GFLOP/s (1024² @ 1024²) at the start, and before and after each row below "
-        "(the % of peak uses the mean of those two). Load average {report['loadavg_start']:.2f} at the "
+        f"(the % of peak uses the mean of those two). Load average {report['loadavg_start']:.2f} at the "
         f"start, {report['loadavg_end']:.2f} at the end (other processes on the same cores slow every number down).",
         "",
         "| arch | mode | steps × rays | NeRFs/min | s/NeRF | PSNR (dB) | foreground PSNR | min PSNR | samples/step | MLP GFLOP/NeRF | matmul GFLOP/s before / after | % of matmul peak |",

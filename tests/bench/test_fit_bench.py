@@ -41,6 +41,10 @@ def test_fit_bench_reports_psnr_speed_flops_and_the_naive_loop(tmp_path):
     assert report["matmul_gflops"] > 0
     md = (out / "fit_bench.md").read_text()
     assert "foreground PSNR" in md and "Naive torch loop" in md and "% of matmul peak" in md
+    assert "{" not in md  # every field filled in
+    for r in modes.values():  # the machine's speed around each row, in the report
+        assert r["matmul_gflops_before"] > 0 and r["matmul_gflops_after"] > 0
+        assert f"{r['matmul_gflops_before']:.0f} / {r['matmul_gflops_after']:.0f}" in md
     assert (out / "fit_bench-hash.png").is_file()
 
 
