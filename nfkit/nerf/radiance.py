@@ -70,20 +70,29 @@ class ParamField:
     def density(self, x: Tensor) -> Tensor:
         return nerf_field.density(self.spec, self.params, x, sin=self.sin)
 
+    def _params_of(self, i: int) -> dict[str, Tensor]:
+        """NeRF ``i``'s parameters, with a leading dimension of 1."""
+        return {name: v[i : i + 1] for name, v in self.params.items()}
+
+    @staticmethod
+    def _split(x: Tensor, counts: Tensor, min_fill: float) -> bool:
+        """Whether the padding beyond ``counts`` would be more than ``1 - min_fill`` of a
+        batched call on ``x`` (B, K, 3), so that evaluating each NeRF alone is less work."""
+        b, k = x.shape[:2]
+        return b > 1 and int(counts.sum()) < min_fill * b * k
+
     def forward_ragged(self, x: Tensor, counts: Tensor, min_fill: float = 0.75) -> tuple[Tensor, Tensor]:
         """``self(x)`` where only the first ``counts[b]`` positions of row ``b`` matter (the
         rest is padding, and its outputs are zeros). When padding would be more than
         ``1 - min_fill`` of the batched call, each NeRF is evaluated on its own positions
         instead (same function, less work)."""
-        b, k = x.shape[:2]
-        total = int(counts.sum())
-        if b == 1 or total >= min_fill * b * k:
+        if not self._split(x, counts, min_fill):
             return self(x)
+        k = x.shape[1]
         rgbs, sigmas = [], []
-        for i in range(b):
+        for i in range(x.shape[0]):
             n = int(counts[i])
-            one = {name: v[i : i + 1] for name, v in self.params.items()}
-            rgb, sigma = nerf_field.forward(self.spec, one, x[i : i + 1, :n], sin=self.sin)
+            rgb, sigma = nerf_field.forward(self.spec, self._params_of(i), x[i : i + 1, :n], sin=self.sin)
             rgbs.append(torch.nn.functional.pad(rgb[0], (0, 0, 0, k - n)))
             sigmas.append(torch.nn.functional.pad(sigma[0], (0, k - n)))
         return torch.stack(rgbs), torch.stack(sigmas)
@@ -92,20 +101,17 @@ class ParamField:
         """``self.density(x)`` where only the first ``counts[b]`` positions of row ``b``
         matter (zeros in the padding), each NeRF on its own positions when padding would be
         more than ``1 - min_fill`` of the batched call."""
-        b, k = x.shape[:2]
-        if b == 1 or int(counts.sum()) >= min_fill * b * k:
+        if not self._split(x, counts, min_fill):
             return self.density(x)
-        out = x.new_zeros(b, k)
-        for i in range(b):
+        out = x.new_zeros(x.shape[:2])
+        for i in range(x.shape[0]):
             n = int(counts[i])
             if n:
-                one = {name: v[i : i + 1] for name, v in self.params.items()}
-                out[i, :n] = nerf_field.density(self.spec, one, x[i : i + 1, :n], sin=self.sin)[0]
+                out[i, :n] = nerf_field.density(self.spec, self._params_of(i), x[i : i + 1, :n], sin=self.sin)[0]
         return out
 
     def density_one(self, b: int, x: Tensor) -> Tensor:
-        one = {k: v[b : b + 1] for k, v in self.params.items()}
-        return nerf_field.density(self.spec, one, x[None], sin=self.sin)[0]
+        return nerf_field.density(self.spec, self._params_of(b), x[None], sin=self.sin)[0]
 
 
 __all__ = ["ParamField", "RadianceField"]

@@ -146,7 +146,7 @@ def test_carved_update_evaluates_each_nerfs_real_cells_only():
             grid.update(step, per_cell, warmup_steps=256, generator=torch.Generator().manual_seed(step),
                         occ_eval_ragged=ragged if use_ragged else None, chunk=64)  # several chunks per row
         grids.append(grid)
-    assert [sum(c) for c in zip(*calls[:5])] == [40, 300, 10]  # the warm-up (5 chunks): each hull's cells, no padding
+    assert [sum(c) for c in zip(*calls[:5], strict=True)] == [40, 300, 10]  # the warm-up (5 chunks): each hull's cells, no padding
     assert torch.equal(grids[0].occs, grids[1].occs) and torch.equal(grids[0].binary, grids[1].binary)
     assert not torch.isnan(grids[1].occs).any()
 
