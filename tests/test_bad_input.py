@@ -423,7 +423,7 @@ def test_sigterm_during_fit_nerfs_leaves_no_temp_file_and_a_rerun_completes(data
         store.write_artifact = slow
         from nfkit.cli import main
         sys.argv = ["nfkit", "fit-nerfs", {str(dataset)!r}, "--arch", "mlp", "--out", {str(out)!r},
-                    "--set", "batch_nerfs=1", *{QUICK!r}]
+                    "--set", "batch_nerfs=1", "--workers", "1", *{QUICK!r}]
         main()
         """
     )

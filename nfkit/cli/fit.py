@@ -55,6 +55,11 @@ def fit_nerfs(
     limit: int = typer.Option(0, "--limit", help="Fit only the first N objects (0 = all)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     backend: str = typer.Option("torch", "--backend", help="torch, or tcnn (tiny-cuda-nn; CUDA only, falls back to torch with a warning)."),
+    workers: int = typer.Option(
+        0, "--workers",
+        help="Processes fitting batches side by side on the CPU, the cores shared among them: 0 = auto (one per core "
+        "while each gets at least two batches, else 1; 1 on CUDA), 1 = this process alone. A batch draws the same random numbers in whichever process fits it.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar over NeRFs."),
 ) -> None:
     """Fit one NeRF per object and architecture, every NeRF of an architecture from that
@@ -89,7 +94,7 @@ def fit_nerfs(
     summary = fit_dataset(
         dataset, out, specs, config, init=init, init_seed=init_seed, shard_index=index,
         num_shards=count, device=dev, backend=backend, classes=chosen, split=split,
-        limit=limit, progress=progress,
+        limit=limit, progress=progress, workers=workers,
     )
     label = f"shard {index + 1}/{count}: " if count > 1 else ""
     typer.echo(f"{label}preset {name} on {summary.device} ({summary.backend})" + ("" if label else "; shard 1/1"))

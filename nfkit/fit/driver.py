@@ -37,13 +37,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nfkit.config import config_diff
 from nfkit.errors import ConfigError, IncompatibleError, UserError
 from nfkit.fit.config import FitConfig
 from nfkit.io.artifacts import atomic_path, fingerprint_bytes, fingerprint_paths
 from nfkit.io.lock import output_folder
-from nfkit.io.shards import fresh_shard_path, plan_work, run_work, shard_from_env, shard_selection
+from nfkit.io.shards import (
+    fresh_shard_path,
+    plan_work,
+    progress_bar,
+    run_work,
+    shard_from_env,
+    shard_selection,
+)
 from nfkit.nerf.specs import ArchSpec
 from nfkit.nerf.store import (
     NerfRecord,
@@ -257,6 +265,82 @@ def _write_config(out: Path, config: FitConfig, specs, inits, extra: dict) -> di
     return resolved
 
 
+@dataclass
+class BatchTask:
+    """One batch of objects to fit with one architecture and write as one shard: everything a
+    worker process needs (picklable)."""
+
+    spec: ArchSpec
+    init: Any
+    batch: list
+    config: FitConfig
+    device: str
+    backend: str
+    run_config: dict
+    out: Path
+    fit_fn: Callable | None = None
+
+
+@dataclass
+class BatchOutcome:
+    """What a fitted batch left: its shard (None if every fit diverged), and its figures."""
+
+    arch: str
+    path: Path | None
+    psnrs: list[float]
+    psnr_on: list[str]
+    diverged: list[str]
+    n_objects: int
+    started: float
+    finished: float
+
+    @property
+    def seconds(self) -> float:
+        return self.finished - self.started
+
+
+def fit_batch_into(task: BatchTask) -> BatchOutcome:
+    """Fit ``task``'s batch and write its shard atomically (the body of a worker process)."""
+    from nfkit.data.multiview import load_object
+    from nfkit.fit.trainer import fit_batch, scene_from_object
+
+    spec, init_obj, batch, config, device = task.spec, task.init, task.batch, task.config, task.device
+    started = time.perf_counter()  # CLOCK_MONOTONIC: comparable between processes of one machine
+    key = lambda e: f"{e.class_name}/{e.object_id}"  # noqa: E731
+    folders = [e.path for e in batch]
+    objects = [_load(load_object, e, config) for e in batch]
+    tests = [_load_test_views(load_object, e, config) for e in batch]
+    scenes = [scene_from_object(o, config.eval_every, device, v) for o, v in zip(objects, tests, strict=True)]
+    results = (task.fit_fn or fit_batch)(
+        spec, init_obj.params, scenes, config.for_family(spec.family), device=device, backend=task.backend,
+        seed=batch_seed(config.seed, key(batch[0])),
+    )
+    finite, diverged = [], []
+    for o, r, s, folder in zip(objects, results, scenes, folders, strict=True):
+        bad = nonfinite_params(r.params)
+        if bad:  # a diverged fit: not saved (a rerun tries it again)
+            diverged.append(f"{spec.name} {o.class_name}/{o.object_id}")
+            log.debug("%s %s/%s: non-finite %s", spec.name, o.class_name, o.object_id, ", ".join(bad))
+        else:
+            finite.append((o, r, s, folder))
+    if not finite:
+        return BatchOutcome(spec.name, None, [], [], diverged, len(batch), started, time.perf_counter())
+    folders = [f for *_, f in finite]  # the shard's inputs are the objects it holds
+    inputs = {"init": init_obj.fingerprint, "objects": fingerprint_paths(folders)}
+    records = [
+        NerfRecord(
+            object_id=o.object_id, class_name=o.class_name, split=o.split, arch=spec,
+            init_fingerprint=init_obj.fingerprint, params=r.params, psnr=r.psnr,
+            fit_seconds=r.seconds, source=str(o.path), psnr_on=s.eval_on,
+        )
+        for o, r, s, _ in finite
+    ]
+    path = fresh_shard_path(task.out / spec.name, [r.key for r in records])
+    write_nerf_shard(path, records, config=task.run_config, inputs=inputs, input_paths={"objects": folders})
+    return BatchOutcome(spec.name, path, [r.psnr for r in records], [r.psnr_on for r in records], diverged,
+                        len(batch), started, time.perf_counter())
+
+
 def fit_dataset(
     dataset: str | Path,
     out: str | Path,
@@ -273,11 +357,13 @@ def fit_dataset(
     limit: int = 0,
     progress: bool = False,
     fit_fn: Callable | None = None,
+    workers: int = 1,
 ) -> FitSummary:
     """Fit every (object, architecture) of ``dataset`` not yet in ``out``.
 
     ``fit_fn`` replaces :func:`nfkit.fit.trainer.fit_batch` (tests use it to simulate a
-    crash); it takes the same arguments.
+    crash); it takes the same arguments. ``workers``: processes fitting batches side by side
+    on the CPU (:func:`nfkit.fit.workers.plan_workers`; 0 = auto, 1 = this process).
     """
     from nfkit.fit.trainer import check_fit_budget
 
@@ -292,13 +378,12 @@ def fit_dataset(
         check_fit_budget(config.for_family(spec.family), device)
     with output_folder(out, "--out", shard=(shard_index, num_shards)):  # refused if another run writes there
         return _fit_into(dataset, out, specs, config, init, init_seed, shard_index, num_shards, device,
-                         backend, classes, split, limit, progress, fit_fn, t0)
+                         backend, classes, split, limit, progress, fit_fn, t0, workers)
 
 
 def _fit_into(dataset, out, specs, config, init, init_seed, shard_index, num_shards, device, backend,
-              classes, split, limit, progress, fit_fn, t0) -> FitSummary:
-    from nfkit.data.multiview import load_object, scan_dataset
-    from nfkit.fit.trainer import fit_batch, scene_from_object
+              classes, split, limit, progress, fit_fn, t0, workers=1) -> FitSummary:
+    from nfkit.data.multiview import scan_dataset
 
     if not specs:
         raise UserError("no architectures to fit")
@@ -328,7 +413,6 @@ def _fit_into(dataset, out, specs, config, init, init_seed, shard_index, num_sha
     if any(p.todo for p in plans.values()):
         check_same_recipe(out, config, backend)
         _write_config(out, config, specs, inits, {"dataset": str(dataset.resolve()), "device": device, "backend": backend})
-    fit = fit_fn or fit_batch
     summary = {s.name: ArchSummary(s.name, skipped=plans[s.name].skipped) for s in specs}
     for s in specs:
         if summary[s.name].skipped:
@@ -336,65 +420,55 @@ def _fit_into(dataset, out, specs, config, init, init_seed, shard_index, num_sha
     shards: list[Path] = []
     diverged: list[str] = []
     run_config = {"fit": config.to_dict(), "backend": backend, "device": device, "dataset": str(dataset.resolve())}
+    spans: dict[str, list[float]] = {}
 
-    def fit_and_write(spec: ArchSpec, batch: list) -> list[NerfRecord]:
-        init_obj = inits[spec.name]
-        t_batch = time.perf_counter()
-        folders = [e.path for e in batch]
-        inputs = {"init": init_obj.fingerprint, "objects": fingerprint_paths(folders)}
-        objects = [_load(load_object, e, config) for e in batch]
-        tests = [_load_test_views(load_object, e, config) for e in batch]
-        scenes = [scene_from_object(o, config.eval_every, device, v) for o, v in zip(objects, tests, strict=True)]
-        results = fit(
-            spec, init_obj.params, scenes, config.for_family(spec.family), device=device, backend=backend,
-            seed=batch_seed(config.seed, key(batch[0])),
-        )
-        finite = []
-        for o, r, s, folder in zip(objects, results, scenes, folders, strict=True):
-            bad = nonfinite_params(r.params)
-            if bad:  # a diverged fit: not saved (a rerun tries it again)
-                diverged.append(f"{spec.name} {o.class_name}/{o.object_id}")
-                log.warning(
-                    "%s %s/%s: the fit diverged (NaN or inf in %s); not saved",
-                    spec.name, o.class_name, o.object_id, ", ".join(bad),
-                )
-            else:
-                finite.append((o, r, s, folder))
-        if not finite:
-            return []
-        if len(finite) < len(objects):  # the shard's inputs are the objects it holds
-            folders = [f for *_, f in finite]
-            inputs = {"init": init_obj.fingerprint, "objects": fingerprint_paths(folders)}
-        records = [
-            NerfRecord(
-                object_id=o.object_id, class_name=o.class_name, split=o.split, arch=spec,
-                init_fingerprint=init_obj.fingerprint, params=r.params, psnr=r.psnr,
-                fit_seconds=r.seconds, source=str(o.path), psnr_on=s.eval_on,
-            )
-            for o, r, s, _ in finite
-        ]
-        path = fresh_shard_path(out / spec.name, [r.key for r in records])
-        write_nerf_shard(path, records, config=run_config, inputs=inputs, input_paths={"objects": folders})
-        shards.append(path)
-        arch_sum = summary[spec.name]
-        arch_sum.fitted += len(records)
-        arch_sum.psnrs.extend(r.psnr for r in records)
-        for r in records:
-            arch_sum.psnr_on[r.psnr_on] = arch_sum.psnr_on.get(r.psnr_on, 0) + 1
-        arch_sum.seconds += time.perf_counter() - t_batch
-        log.info(
-            "%s: wrote %s (%d NeRFs, mean PSNR %.2f dB)",
-            spec.name, path, len(records), sum(r.psnr for r in records) / len(records),
-        )
-        return records
+    def task(spec: ArchSpec, batch: list) -> BatchTask:
+        return BatchTask(spec, inits[spec.name], list(batch), config, device, backend, run_config, out, fit_fn)
 
-    for spec in specs:
-        for _batch, _records in run_work(
-            plans[spec.name], lambda b, spec=spec: fit_and_write(spec, b), progress=progress,
-            desc=f"fit-nerfs {spec.name}", unit="nerf",
-            note=lambda _r, spec=spec: f"PSNR {summary[spec.name].mean_psnr:.2f} dB",
-        ):
-            pass
+    def record(outcome: BatchOutcome) -> BatchOutcome:
+        """The parent's bookkeeping of a finished batch (whichever process fitted it)."""
+        diverged.extend(outcome.diverged)
+        for key in outcome.diverged:
+            log.warning("%s: the fit diverged (NaN or inf weights); not saved", key)
+        if outcome.path is None:
+            return outcome
+        shards.append(outcome.path)
+        arch_sum = summary[outcome.arch]
+        arch_sum.fitted += len(outcome.psnrs)
+        arch_sum.psnrs.extend(outcome.psnrs)
+        for on in outcome.psnr_on:
+            arch_sum.psnr_on[on] = arch_sum.psnr_on.get(on, 0) + 1
+        arch_sum.seconds += outcome.seconds
+        span = spans.setdefault(outcome.arch, [outcome.started, outcome.finished])
+        span[0], span[1] = min(span[0], outcome.started), max(span[1], outcome.finished)
+        log.info("%s: wrote %s (%d NeRFs, mean PSNR %.2f dB)", outcome.arch, outcome.path, len(outcome.psnrs),
+                 sum(outcome.psnrs) / len(outcome.psnrs))
+        return outcome
+
+    from nfkit.fit.workers import plan_workers, worker_pool
+
+    batches = [(s, b) for s in specs for b in plans[s.name].batches()]
+    n_workers, threads = plan_workers(workers, device, len(batches))
+    if n_workers <= 1:
+        for spec in specs:
+            for _batch, _outcome in run_work(
+                plans[spec.name], lambda b, spec=spec: record(fit_batch_into(task(spec, b))), progress=progress,
+                desc=f"fit-nerfs {spec.name}", unit="nerf",
+                note=lambda _r, spec=spec: f"PSNR {summary[spec.name].mean_psnr:.2f} dB",
+            ):
+                pass
+    else:
+        log.info("fitting %d batches in %d worker processes of %d thread(s)", len(batches), n_workers, threads)
+        label = next(iter(plans.values())).label
+        total = sum(len(b) for _s, b in batches)
+        with progress_bar(total, f"fit-nerfs {label}".strip(), "nerf", progress) as bar, \
+                worker_pool(n_workers, threads) as run:
+            for _task, outcome in run(fit_batch_into, [task(s, b) for s, b in batches]):
+                record(outcome)
+                bar.update(outcome.n_objects)
+                bar.note(", ".join(f"{a} {summary[a].mean_psnr:.2f} dB" for a in summary if summary[a].fitted))
+        for arch, (t_start, t_end) in spans.items():
+            summary[arch].seconds = t_end - t_start  # wall time: the workers' batches overlap
     return FitSummary(
         out, summary, shards, time.perf_counter() - t0, device, backend, config.sampler, diverged
     )
