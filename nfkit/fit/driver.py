@@ -374,6 +374,9 @@ def fit_dataset(
     if limit < 0:
         raise ConfigError(f"--limit must be >= 0 (0 = all objects), got {limit}")
     shard_selection(0, shard_index, num_shards)  # validates the shard options
+    from nfkit.fit.workers import plan_workers
+
+    plan_workers(workers, device, 1)  # validates --workers before anything is written
     for spec in specs:
         check_fit_budget(config.for_family(spec.family), device)
     with output_folder(out, "--out", shard=(shard_index, num_shards)):  # refused if another run writes there

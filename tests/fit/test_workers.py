@@ -57,6 +57,13 @@ def test_auto_uses_one_worker_per_thread_while_each_gets_two_batches():
         plan_workers(-1, "cpu", 8)
 
 
+def test_a_bad_worker_count_is_refused_before_anything_is_written(dataset, tmp_path):
+    out = tmp_path / "nerfs"
+    result = runner.invoke(app, ["fit-nerfs", str(dataset), "--arch", "mlp", "--out", str(out), "--workers", "-1", *QUICK])
+    assert result.exit_code == 1 and "error: --workers must be >= 0" in result.output
+    assert not out.exists()
+
+
 def test_two_workers_write_the_shards_one_process_writes(dataset, tmp_path):
     runs = {}
     for n in (1, 2):
