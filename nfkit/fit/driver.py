@@ -207,6 +207,11 @@ def resolve_backend(backend: str, device: str) -> str:
 CONFIG_FILE = "fit_config.json"
 
 
+def _entry_key(entry) -> str:
+    """A dataset entry's NeRF key, ``class/object_id`` (``NerfRecord.key``)."""
+    return f"{entry.class_name}/{entry.object_id}"
+
+
 def batch_seed(seed: int, first_key: str) -> int:
     """The random seed of a batch: ``seed`` plus a number derived from its first object's key
     (not from its position in a filtered list, so a rerun with another filter draws the same)."""
@@ -306,21 +311,23 @@ def fit_batch_into(task: BatchTask) -> BatchOutcome:
 
     spec, init_obj, batch, config, device = task.spec, task.init, task.batch, task.config, task.device
     started = time.perf_counter()  # CLOCK_MONOTONIC: comparable between processes of one machine
-    key = lambda e: f"{e.class_name}/{e.object_id}"  # noqa: E731
     folders = [e.path for e in batch]
     objects = [_load(load_object, e, config) for e in batch]
     tests = [_load_test_views(load_object, e, config) for e in batch]
     scenes = [scene_from_object(o, config.eval_every, device, v) for o, v in zip(objects, tests, strict=True)]
     results = (task.fit_fn or fit_batch)(
         spec, init_obj.params, scenes, config.for_family(spec.family), device=device, backend=task.backend,
-        seed=batch_seed(config.seed, key(batch[0])),
+        seed=batch_seed(config.seed, _entry_key(batch[0])),
     )
     finite, diverged = [], []
     for o, r, s, folder in zip(objects, results, scenes, folders, strict=True):
         bad = nonfinite_params(r.params)
         if bad:  # a diverged fit: not saved (a rerun tries it again)
             diverged.append(f"{spec.name} {o.class_name}/{o.object_id}")
-            log.debug("%s %s/%s: non-finite %s", spec.name, o.class_name, o.object_id, ", ".join(bad))
+            log.warning(
+                "%s %s/%s: the fit diverged (NaN or inf in %s); not saved",
+                spec.name, o.class_name, o.object_id, ", ".join(bad),
+            )
         else:
             finite.append((o, r, s, folder))
     if not finite:
@@ -405,10 +412,9 @@ def _fit_into(dataset, out, specs, config, init, init_seed, shard_index, num_sha
     config = config.resolved(device=device)
 
     inits = resolve_inits(specs, init, out, seed=init_seed)  # validates before anything is written
-    key = lambda e: f"{e.class_name}/{e.object_id}"  # noqa: E731
     plans = {
         s.name: plan_work(
-            entries, key, completed_keys(out / s.name, s, inits[s.name].fingerprint),
+            entries, _entry_key, completed_keys(out / s.name, s, inits[s.name].fingerprint),
             shard_index, num_shards, config.batch_nerfs, shard_group=config.batch_nerfs,
         )
         for s in specs
@@ -430,9 +436,7 @@ def _fit_into(dataset, out, specs, config, init, init_seed, shard_index, num_sha
 
     def record(outcome: BatchOutcome) -> BatchOutcome:
         """The parent's bookkeeping of a finished batch (whichever process fitted it)."""
-        diverged.extend(outcome.diverged)
-        for key in outcome.diverged:
-            log.warning("%s: the fit diverged (NaN or inf weights); not saved", key)
+        diverged.extend(outcome.diverged)  # each one was logged where it was fitted
         if outcome.path is None:
             return outcome
         shards.append(outcome.path)

@@ -24,9 +24,10 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from nfkit.io.artifacts import sigterm_cleans_up
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,9 @@ def worker_pool(workers: int, threads: int) -> Iterator[Callable[[Callable, Iter
 
     Yields ``run(fn, tasks)``, an iterator of ``(task, fn(task))`` in the order they finish
     (``fn`` must be a module-level function, ``task`` picklable). An error in a task is raised
-    here; on any exit other than a normal one (an error, Ctrl-C) the workers are killed at once,
-    so the batches in flight are dropped and nothing else is written.
+    here; on any exit other than a normal one (an error, Ctrl-C, SIGTERM) the workers are
+    stopped at once (:func:`_stop`), so the batches in flight are dropped and nothing else is
+    written.
     """
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -116,24 +118,15 @@ def worker_pool(workers: int, threads: int) -> Iterator[Callable[[Callable, Iter
                 yield task, fut.result()
 
     ok = False
-    # SIGTERM -> SystemExit here, so that the finally below stops the workers (main thread only)
-    catch = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
-    if catch:
-        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        yield run
+        with sigterm_cleans_up():  # SIGTERM -> SystemExit, so that the finally below stops the workers
+            yield run
         ok = True
     finally:
-        if catch:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if ok:
             pool.shutdown(wait=True)
         else:
             _stop(pool)
-
-
-def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
-    raise SystemExit(128 + signal.SIGTERM)
 
 
 def _stop(pool) -> None:
