@@ -30,6 +30,7 @@ timings a lot; the ratios of one run are what compares.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -77,13 +78,16 @@ def make_dataset(root: Path, n_objects: int, resolution: int, views: int) -> Pat
     return root
 
 
-def load_scenes(root: Path, config, device: str = "cpu"):
-    """Scenes of every object, as ``fit-nerfs`` loads them (test cameras when there are)."""
+def load_scenes(root: Path, config, device: str = "cpu", only: slice | None = None):
+    """Scenes of every object (or of ``entries[only]``), as ``fit-nerfs`` loads them (test
+    cameras when there are)."""
     from nfkit.data.multiview import load_object, scan_dataset
     from nfkit.fit.driver import _load, _load_test_views
     from nfkit.fit.trainer import scene_from_object
 
     entries = scan_dataset(root)
+    if only is not None:
+        entries = entries[only]
     return [
         scene_from_object(_load(load_object, e, config), config.eval_every, device, _load_test_views(load_object, e, config))
         for e in entries
@@ -148,9 +152,54 @@ def _mean(values) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
-def run_modes(spec, scenes, config, modes=("batched", "one-at-a-time"), picture: Path | None = None) -> dict:
+_WARM = False
+
+
+def _worker_fit(task: tuple) -> tuple[list, float, float]:
+    """Worker process of the ``workers`` mode: load one batch's scenes, warm up once per
+    process (as the one-process modes are warmed up), fit the batch; returns its results and
+    the fit's start and end (``perf_counter``: CLOCK_MONOTONIC, comparable between processes)."""
+    global _WARM
+    from nfkit.fit.trainer import fit_batch
+
+    spec, init, data, start, stop, config, seed = task
+    scenes = load_scenes(data, config, only=slice(start, stop))
+    if not _WARM:
+        fit_batch(spec, init, scenes[:1], dataclasses.replace(config, steps=2, eval_every=0))
+        _WARM = True
+    t0 = time.perf_counter()
+    results = fit_batch(spec, init, scenes, config, seed=seed)
+    return results, t0, time.perf_counter()
+
+
+def _fit_in_workers(spec, init, scenes, config, data: Path, workers: int) -> tuple[list, float, float]:
+    """The batches of ``scenes`` fitted as ``fit-nerfs --workers`` fits them (the cores shared
+    among the workers); returns the results in order, the span of the fits (first start to
+    last end: the workers' start-up and image loading are left out, as the other modes leave
+    out loading) and the whole wall time."""
+    from nfkit.fit.workers import plan_workers, worker_pool
+
+    starts = list(range(0, len(scenes), config.batch_nerfs))
+    n, threads = plan_workers(workers, "cpu", len(starts))
+    tasks = [(spec, init, data, a, a + config.batch_nerfs, config, config.seed + a) for a in starts]
+    t0 = time.perf_counter()
+    done = {}
+    with worker_pool(n, threads) as run:
+        for task, out in run(_worker_fit, tasks):
+            done[task[3]] = out
+    wall = time.perf_counter() - t0
+    results = [r for a in starts for r in done[a][0]]
+    span = max(out[2] for out in done.values()) - min(out[1] for out in done.values())
+    return results, span, wall
+
+
+def run_modes(spec, scenes, config, modes=("batched", "one-at-a-time"), picture: Path | None = None,
+              data: Path | None = None, workers: int = 2) -> dict:
     """Fit the scenes in each mode with the recipe of the spec's family; returns mode -> numbers.
-    ``picture``: a PNG of the batched NeRFs' first test views (rows: ground truth, render)."""
+    ``picture``: a PNG of the batched NeRFs' first test views (rows: ground truth, render).
+    Mode ``workers`` fits the same batches with the same seeds in ``workers`` worker processes
+    (as ``fit-nerfs --workers`` does; the cores shared among them), reading the scenes from
+    ``data``; its seconds are the span of the fits, its ``wall_seconds`` the whole run."""
     import math
 
     from nfkit.fit.trainer import fit_batch
@@ -159,12 +208,18 @@ def run_modes(spec, scenes, config, modes=("batched", "one-at-a-time"), picture:
     config = config.for_family(spec.family)
     init = create_init(spec, seed=0).params
     flops_sample = mlp_flops_per_sample(spec)
+    picture_mode = next((m for m in ("batched", "workers") if m in modes), None)
     out = {}
     for mode in modes:
         load_before = _loadavg()
         rate_before = matmul_rate(0.5)  # the machine's speed now: on shared hosts it changes within minutes
         t0 = time.perf_counter()
-        if mode == "batched":
+        wall = None
+        if mode == "workers":
+            if data is None:
+                raise ValueError("mode 'workers' needs the dataset folder")
+            results, seconds, wall = _fit_in_workers(spec, init, scenes, config, data, workers)
+        elif mode == "batched":
             results = []
             for start in range(0, len(scenes), config.batch_nerfs):
                 results += fit_batch(spec, init, scenes[start : start + config.batch_nerfs], config, seed=config.seed + start)
@@ -172,9 +227,10 @@ def run_modes(spec, scenes, config, modes=("batched", "one-at-a-time"), picture:
             results = [fit_batch(spec, init, [s], config, seed=config.seed + i)[0] for i, s in enumerate(scenes)]
         else:
             raise ValueError(f"unknown mode {mode!r}")
-        seconds = time.perf_counter() - t0
+        if wall is None:
+            seconds = time.perf_counter() - t0
         rate_after = matmul_rate(0.5)
-        pictures = [] if picture is not None and mode == "batched" else None
+        pictures = [] if picture is not None and mode == picture_mode else None
         full, fg = render_psnrs(spec, results, scenes, config, pictures)
         if pictures:
             import numpy as np
@@ -186,6 +242,7 @@ def run_modes(spec, scenes, config, modes=("batched", "one-at-a-time"), picture:
         out[mode] = {
             "nerfs": len(results),
             "seconds": seconds,
+            "wall_seconds": seconds if wall is None else wall,
             "seconds_per_nerf": seconds / len(results),
             "eval_seconds_per_nerf": sum(r.eval_seconds for r in results) / len(results),
             "nerfs_per_min": 60.0 * len(results) / seconds,
@@ -311,6 +368,18 @@ def write_report(out: Path, report: dict) -> None:
                 f"{r['seconds_per_nerf']:.2f} | {r['mean_psnr']:.2f} | {r.get('mean_fg_psnr', float('nan')):.2f} | "
                 f"{r['min_psnr']:.2f} | {r['samples_per_step']:.0f} | {gflop:.1f} | {rates} | {100 * gflop / r['seconds_per_nerf'] / rate:.0f} % |"
             )
+    walls = [(arch, m["workers"]) for arch, m in report["results"].items() if "workers" in m]
+    if walls:
+        n = report.get("workers", 2)
+        lines += [
+            "",
+            f"Mode `workers`: the same batches with the same seeds, fitted in {n} worker processes "
+            f"(`nfkit fit-nerfs --workers {n}`; the cores shared among them), a free worker taking the next "
+            "batch. Its NeRFs/min count the span of the fits (the first fit's start to the last one's end); "
+            "each worker's start-up (importing torch, a warm-up fit) and image loading are left out, as the "
+            "one-process modes leave out loading and their one warm-up. The whole run, start-up included: "
+            + ", ".join(f"{arch} {r['wall_seconds']:.1f} s against {r['seconds']:.1f} s" for arch, r in walls) + ".",
+        ]
     if report.get("naive"):
         lines += [
             "",
@@ -340,7 +409,7 @@ def write_report(out: Path, report: dict) -> None:
             f"{m['on']['arch']} × {m['on']['nerfs']}, {m['on']['steps']} steps, fresh processes: "
             f"off {m['off']['ms_per_step']:.1f} ms/step, on {m['on']['ms_per_step']:.1f} ms/step.",
         ]
-    lines += ["", "Test views of every batched NeRF (rows: ground truth, render; one pair per object): "
+    lines += ["", "Test views of every batched NeRF (the workers' when only they ran; rows: ground truth, render; one pair per object): "
               + ", ".join(f"`{name}-{arch}.png`" for arch in report["results"]) + "."]
     lines += ["", f"Total {report['seconds']:.0f} s. Reproduce: `{report['command']}`.", ""]
     with atomic_path(out / f"{name}.md") as tmp:
@@ -356,7 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", action="append", help="architecture (repeatable; default mlp, tri, hash)")
     parser.add_argument("--preset", default="cpu", help="fit preset (default cpu)")
     parser.add_argument("--set", action="append", help="override a fit config key, key=value (repeatable)")
-    parser.add_argument("--modes", default="batched,one-at-a-time", help="comma-separated: batched, one-at-a-time")
+    parser.add_argument("--modes", default="batched,one-at-a-time,workers",
+                        help="comma-separated: batched (one process), one-at-a-time (one process, one NeRF per fit), "
+                             "workers (the batches in worker processes, as fit-nerfs runs them)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the workers mode (default 2)")
     parser.add_argument("--naive-objects", type=int, default=2, help="objects fitted with the naive torch loop (0 = none)")
     parser.add_argument("--naive-budget", type=float, default=15.0,
                         help="the naive loop stops after this many times nfkit's seconds per NeRF")
@@ -398,7 +470,10 @@ def main(argv: list[str] | None = None) -> int:
     # one-off costs (imports, first allocations) before any timing
     fit_batch(specs[0], create_init(specs[0], 0).params, scenes[:1], resolve_config(args.preset, {"steps": 2, "eval_every": 0}))
     name = args.name or ("fit_bench" if not args.data else f"fit_bench_{data.resolve().name}")
-    results = {spec.name: run_modes(spec, scenes, config, modes, args.out / f"{name}-{spec.name}.png") for spec in specs}
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    results = {spec.name: run_modes(spec, scenes, config, modes, args.out / f"{name}-{spec.name}.png", data, args.workers)
+               for spec in specs}
     naive = {}
     if args.naive_objects > 0 and "batched" in modes:
         naive = {spec.name: naive_compare(spec, scenes, config, results[spec.name]["batched"], args.naive_objects,
@@ -424,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - t0,
         "command": "python -m nfkit.bench.fit " + " ".join(sys.argv[1:] if argv is None else argv),
         "torch_threads": torch.get_num_threads(),
+        "workers": args.workers,
     }
     write_report(args.out, report)
     print(f"wrote {args.out / (name + '.md')}")

@@ -40,10 +40,12 @@ def fit_rows(out: Path) -> list[dict]:
             continue
         for arch, modes in r["results"].items():
             b, one = modes.get("batched"), modes.get("one-at-a-time") or modes.get("naive")
+            w = modes.get("workers")
             naive = (r.get("naive") or {}).get(arch)
             rows.append({
                 "set": r.get("dataset", "procedural"), "arch": arch,
                 "nerfs_per_min": b and b["nerfs_per_min"], "one_at_a_time_per_min": one and one["nerfs_per_min"],
+                "workers_per_min": w and w["nerfs_per_min"],
                 "psnr": b and b["mean_psnr"], "fg_psnr": b and b.get("mean_fg_psnr"),
                 "naive_ratio": naive and naive["speedup"], "naive_reached": naive and naive["all_reached"],
                 "source": path.name,
@@ -74,14 +76,14 @@ def markdown(s: dict) -> str:
     lines = ["# nfkit benchmarks: one table", "",
              "Every figure next to the naive way or the peer library, measured in the same run (the sources are "
              "the benchmarks' own reports in this folder, which say how each was measured).", ""]
-    lines += ["## fit-nerfs", "", "| set | arch | NeRFs/min batched | one at a time | test PSNR | foreground PSNR | naive torch loop / nfkit time to equal PSNR |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    lines += ["## fit-nerfs", "", "| set | arch | NeRFs/min batched | one at a time | in worker processes | test PSNR | foreground PSNR | naive torch loop / nfkit time to equal PSNR |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in s["fit"]:
         naive = "–" if r["naive_ratio"] is None else f"{r['naive_ratio']:.1f}×" + ("" if r["naive_reached"] else " (≥, not reached)")
-        lines.append(f"| {r['set']} | {r['arch']} | {_f(r['nerfs_per_min'])} | {_f(r['one_at_a_time_per_min'])} | "
+        lines.append(f"| {r['set']} | {r['arch']} | {_f(r['nerfs_per_min'])} | {_f(r['one_at_a_time_per_min'])} | {_f(r.get('workers_per_min'))} | "
                      f"{_f(r['psnr'], 2)} | {_f(r['fg_psnr'], 2)} | {naive} |")
     if not s["fit"]:
-        lines.append("| not measured: `python -m nfkit.bench.fit` | | | | | | |")
+        lines.append("| not measured: `python -m nfkit.bench.fit` | | | | | | | |")
     lines += ["", "## build-graphs", "", "| arch | graphs/s (in memory) | graphs/s (NeRF shard → graph shard on disk) |", "|---|---:|---:|"]
     lines += [f"| {r['arch']} | {_f(r['build_per_s'])} | {_f(r['shard_per_s'])} |" for r in s["graphs"]] or ["| not measured: `python -m nfkit.bench.graphs` | | |"]
     lines += ["", "## embed (GMN encoder, `cpu` size, all edges)", "",

@@ -19,11 +19,18 @@ def test_mlp_flops_per_sample():
 def test_fit_bench_reports_psnr_speed_flops_and_the_naive_loop(tmp_path):
     out = tmp_path / "bench"
     rc = main(["--out", str(out), "--objects", "2", "--resolution", "32", "--views", "8", "--arch", "hash",
-               "--preset", "tiny", "--naive-objects", "1", "--naive-budget", "1", "--malloc-steps", "0"])
+               "--preset", "tiny", "--naive-objects", "1", "--naive-budget", "1", "--malloc-steps", "0",
+               "--set", "batch_nerfs=1"])
     assert rc == 0
     report = json.loads((out / "fit_bench.json").read_text())
     modes = report["results"]["hash"]
-    assert set(modes) == {"batched", "one-at-a-time"}
+    assert set(modes) == {"batched", "one-at-a-time", "workers"}
+    # the workers fit the same batches with the same seeds as the batched mode, in other processes
+    w, b = modes["workers"], modes["batched"]
+    assert w["psnr"].keys() == b["psnr"].keys()
+    for key in b["psnr"]:
+        assert w["psnr"][key] == pytest.approx(b["psnr"][key], abs=0.5)
+    assert w["wall_seconds"] > w["seconds"]  # the whole run includes the workers' start-up
     for r in modes.values():
         assert r["nerfs"] == 2 and r["nerfs_per_min"] > 0
         assert math.isfinite(r["mean_psnr"]) and math.isfinite(r["mean_fg_psnr"])
@@ -41,6 +48,7 @@ def test_fit_bench_reports_psnr_speed_flops_and_the_naive_loop(tmp_path):
     assert report["matmul_gflops"] > 0
     md = (out / "fit_bench.md").read_text()
     assert "foreground PSNR" in md and "Naive torch loop" in md and "% of matmul peak" in md
+    assert "Mode `workers`" in md and f"hash {w['wall_seconds']:.1f} s against {w['seconds']:.1f} s" in md
     assert "{" not in md  # every field filled in
     for r in modes.values():  # the machine's speed around each row, in the report
         assert r["matmul_gflops_before"] > 0 and r["matmul_gflops_after"] > 0
