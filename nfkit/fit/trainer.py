@@ -396,6 +396,24 @@ def band_columns(spec, first_band: int) -> Tensor | None:
     return offset + torch.nonzero(band >= first_band)[:, 0]
 
 
+@torch.no_grad()
+def _zero_columns(model, columns: Tensor) -> None:
+    model.params["mlp.0"].index_fill_(2, columns, 0.0)
+
+
+@torch.no_grad()
+def _cut_bands(model, opt: torch.optim.Optimizer, columns: Tensor, first_band: int) -> None:
+    """``FitConfig.band_cut``: set ``mlp.0``'s columns on bands ``>= first_band`` to zero, with
+    their Adam moments (so no step moves them again), and evaluate the lower bands only."""
+    w = model.params["mlp.0"]
+    _zero_columns(model, columns)
+    for key in ("exp_avg", "exp_avg_sq"):
+        moment = opt.state.get(w, {}).get(key)
+        if moment is not None:
+            moment.index_fill_(2, columns, 0.0)
+    model.bands = first_band
+
+
 def band_penalty(model, columns: Tensor) -> Tensor:
     """``Σ_b ½ Σ w²`` over the given ``mlp.0`` columns of every NeRF (``FitConfig.band_l2``)."""
     w = model.params["mlp.0"][:, :, columns]
@@ -435,6 +453,8 @@ def fit_batch(
         if not isinstance(model, TorchBatchedNerfs):
             raise ConfigError("band_l2 needs the torch backend (set band_l2=0 with tcnn)")
         band_cols = band_cols.to(device)
+    # band_cut: from this step on, mlp.0's columns on the penalised bands are exactly zero
+    cut_step = int(round(config.band_cut * config.steps)) if band_cols is not None and config.band_cut > 0 else -1
     n_rays = config.rays
     max_rays = config.max_rays
     if isinstance(sampler, GridSampler):  # dense (rays, samples) arrays: bound their size
@@ -449,6 +469,8 @@ def fit_batch(
             # the last steps see what a renderer without the hull sees: the grid rebuilt from
             # the density, rays through every pixel; the photometric loss clears any fog left
             scenes, empty = _lift_hull(sampler, model, scenes, config, gen), None
+        if step == cut_step:
+            _cut_bands(model, opt, band_cols, config.band_l2_from)
         sampler.update(step, model.density, model.density_one, getattr(model, "density_ragged", None))
         origins, dirs, rgba = _draw_rays(scenes, n_rays, gen)
         if config.random_background:
@@ -463,11 +485,14 @@ def fit_batch(
         loss = per_nerf.sum()
         if empty is not None:
             loss = loss + config.empty_weight * empty.loss(model.density, gen)
-        if band_cols is not None:
+        cut = 0 <= cut_step <= step
+        if band_cols is not None and not cut:
             loss = loss + config.band_l2 * band_penalty(model, band_cols)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if cut:
+            _zero_columns(model, band_cols)
         sched.step()
         loss_value = float(loss.detach()) / n
         evaluated += out.n_evaluated.double().cpu()

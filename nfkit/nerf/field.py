@@ -90,10 +90,23 @@ def _matmul(enc: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
     return torch.baddbmm(bias, enc, w.transpose(1, 2))
 
 
-def _first_layer(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, sin: str) -> Tensor:
+def _band_weights(spec: ArchSpec, w: Tensor, bands: int) -> Tensor:
+    """The columns of the frequency part ``w`` (B, out, freq_dim) of ``mlp.0`` that read the
+    first ``bands`` bands, in the order ``frequency_encoding(u, bands)`` puts them out."""
+    b, out = w.shape[:2]
+    per_dim = w.reshape(b, out, -1, 2 * spec.freq_bands)  # (B, out, D, 2·n): per input dim, (sin, cos) per band
+    return per_dim[..., : 2 * bands].reshape(b, out, -1)
+
+
+def _first_layer(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, sin: str, bands: int | None = None) -> Tensor:
     """Encoding followed by the first linear layer, without materialising the concatenation
-    [encoding ‖ 1 … 1]: the weights on the constant-1 padding inputs are summed into a bias."""
+    [encoding ‖ 1 … 1]: the weights on the constant-1 padding inputs are summed into a bias.
+    ``bands``: evaluate only the frequency encoding's first ``bands`` bands, for weights whose
+    columns on the other bands are zero (the same function, less work; None = all)."""
     w0 = params["mlp.0"]  # (B, out, mlp_input_dim)
+    if bands is not None and not 0 <= bands <= spec.freq_bands:
+        raise ValueError(f"{spec.name}: bands must be in [0, {spec.freq_bands}], got {bands}")
+    cut = bands is not None and bands < spec.freq_bands
     enc_dim = spec.encoding_dim
     bias = None
     if spec.n_input_padding:
@@ -105,12 +118,15 @@ def _first_layer(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, sin: s
         tri = triplane_features(params["triplane"], g)  # (B, N, C)
         c = spec.tri_channels
         h = _matmul(tri, w0[:, :, :c], bias)
-        if spec.freq_bands:
-            freq = frequency_encoding(u, spec.freq_bands, sin=sin).to(w0.dtype)
-            h = torch.baddbmm(h, freq, w0[:, :, c:enc_dim].transpose(1, 2))
+        if spec.freq_bands and not (cut and bands == 0):
+            wf = w0[:, :, c:enc_dim]
+            freq = frequency_encoding(u, bands if cut else spec.freq_bands, sin=sin).to(w0.dtype)
+            h = torch.baddbmm(h, freq, (_band_weights(spec, wf, bands) if cut else wf).transpose(1, 2))
     else:
         if spec.family == "mlp":
-            enc = frequency_encoding(u, spec.freq_bands, sin=sin).to(w0.dtype)
+            enc = frequency_encoding(u, bands if cut else spec.freq_bands, sin=sin).to(w0.dtype)
+            if cut:
+                return _matmul(enc, _band_weights(spec, w0[:, :, :enc_dim], bands), bias)
         else:
             enc = hash_grid_encoding(spec, params["hash_table"], u)
         h = _matmul(enc, w0[:, :, :enc_dim], bias)
@@ -122,9 +138,9 @@ def _activation(spec: ArchSpec, h: Tensor) -> Tensor:
     return torch.relu_(h) if spec.activation == "relu" else torch.sin(h)
 
 
-def _hidden(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, sin: str) -> Tensor:
+def _hidden(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, sin: str, bands: int | None = None) -> Tensor:
     """Activations of the last hidden layer, (B, N, hidden_dim)."""
-    h = _activation(spec, _first_layer(spec, params, x, sin))
+    h = _activation(spec, _first_layer(spec, params, x, sin, bands))
     for i in range(1, spec.hidden_layers):
         h = _activation(spec, torch.bmm(h, params[f"mlp.{i}"].transpose(1, 2)))
     return h
@@ -136,31 +152,34 @@ def _inside(x: Tensor) -> Tensor:
 
 
 def forward(
-    spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, *, sin: str = "exact"
+    spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, *, sin: str = "exact", bands: int | None = None
 ) -> tuple[Tensor, Tensor]:
     """Colour and density of ``B`` NeRFs at world positions ``x``.
 
     ``sin="tcnn"`` evaluates the frequency encoding with tiny-cuda-nn's fast sine (see
     ``encodings.frequency_encoding``), e.g. to render NeRFs imported from tiny-cuda-nn.
+    ``bands`` evaluates only the encoding's first ``bands`` frequency bands: the same function
+    when ``mlp.0``'s columns on the other bands are zero (``fit-nerfs``'s ``band_cut``).
 
     Shapes: ``params[name]`` (B, *spec.param_shapes()[name]), ``x`` (B, N, 3)
     -> rgb (B, N, 3) in (0, 1), sigma (B, N) >= 0.
     """
     _check(spec, params, x)
-    h = _hidden(spec, params, x, sin)
+    h = _hidden(spec, params, x, sin, bands)
     out = torch.bmm(h, params[f"mlp.{spec.hidden_layers}"].transpose(1, 2))  # (B, N, 4)
     rgb = torch.sigmoid(out[..., :3])
     sigma = trunc_exp(out[..., 3] - 1.0) * _inside(x).to(out.dtype)
     return rgb, sigma
 
 
-def density(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, *, sin: str = "exact") -> Tensor:
+def density(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, *, sin: str = "exact",
+            bands: int | None = None) -> Tensor:
     """Density only (the σ row of the last layer), e.g. for occupancy-grid updates.
 
     Shapes: as :func:`forward` -> sigma (B, N).
     """
     _check(spec, params, x)
-    h = _hidden(spec, params, x, sin)
+    h = _hidden(spec, params, x, sin, bands)
     w_sigma = params[f"mlp.{spec.hidden_layers}"][:, 3, :]  # (B, hidden)
     raw = torch.bmm(h, w_sigma.unsqueeze(-1)).squeeze(-1)
     return trunc_exp(raw - 1.0) * _inside(x).to(raw.dtype)
