@@ -16,8 +16,9 @@
    :mod:`nfkit.bench.naive_fit` (uniform samples, no grid, one NeRF at a time) until it reaches
    nfkit's test PSNR for that object, or ``--naive-budget`` times nfkit's time is spent;
 4. counts the MLP FLOPs a fit spends (the samples the field saw × 2·Σ in·out of its layers × 3
-   for forward and backward; encodings and grid updates not counted) against the machine's
-   measured fp32 matmul rate;
+   for forward and backward, the first layer's inputs as the fit evaluates them: no constant-1
+   padding, and after ``band_cut`` the lower bands only; encodings and grid updates not
+   counted) against the machine's measured fp32 matmul rate;
 5. measures the effect of the glibc malloc settings of :mod:`nfkit.fit.malloc` on the batched
    fit of one architecture, in two fresh subprocesses (the settings cannot be undone in-process);
 6. writes ``DIR/fit_bench.json`` and ``DIR/fit_bench.md``.
@@ -94,9 +95,27 @@ def load_scenes(root: Path, config, device: str = "cpu", only: slice | None = No
     ]
 
 
-def mlp_flops_per_sample(spec) -> int:
-    """Forward FLOPs of the field's MLP for one sample: 2 · Σ in·out over its layers."""
-    return int(sum(2 * shape[0] * shape[1] for name, shape in spec.param_shapes().items() if name.startswith("mlp.")))
+def mlp_flops_per_sample(spec, bands: int | None = None) -> int:
+    """Forward FLOPs of the field's MLP for one sample: 2 · Σ in·out over its layers; with
+    ``bands``, the first layer reads only the frequency encoding's first ``bands`` bands (and
+    the tri-plane channels): ``FitConfig.band_cut``. The constant-1 padding inputs are summed
+    into a bias, so they count as none (the first layer of the hash family reads 8 of 16)."""
+    total = 0
+    for name, (out_dim, in_dim) in ((n, s) for n, s in spec.param_shapes().items() if n.startswith("mlp.")):
+        if name == "mlp.0":
+            in_dim = spec.encoding_dim
+            if bands is not None and spec.freq_bands:
+                in_dim -= 3 * 2 * (spec.freq_bands - min(bands, spec.freq_bands))
+        total += 2 * out_dim * in_dim
+    return total
+
+
+def mlp_gflop_per_nerf(spec, config, samples_per_step: float) -> float:
+    """MLP GFLOP (forward and backward: 3× the forward) one fit spends on its training samples,
+    the steps after ``band_cut`` counted with the lower bands only."""
+    full, cut = mlp_flops_per_sample(spec), mlp_flops_per_sample(spec, config.band_l2_from)
+    cut_steps = config.steps - int(round(config.band_cut * config.steps)) if config.band_cut > 0 and config.band_l2 > 0 else 0
+    return 3 * samples_per_step * (full * (config.steps - cut_steps) + cut * cut_steps) / 1e9
 
 
 def matmul_rate(seconds: float = 1.0, n: int = 1024) -> float:
@@ -207,7 +226,6 @@ def run_modes(spec, scenes, config, modes=("batched", "one-at-a-time"), picture:
 
     config = config.for_family(spec.family)
     init = create_init(spec, seed=0).params
-    flops_sample = mlp_flops_per_sample(spec)
     picture_mode = next((m for m in ("batched", "workers") if m in modes), None)
     out = {}
     for mode in modes:
@@ -255,7 +273,7 @@ def run_modes(spec, scenes, config, modes=("batched", "one-at-a-time"), picture:
             "samples_per_step": samples,
             "steps": config.steps,
             "rays": config.rays,
-            "mlp_gflop_per_nerf": 3 * flops_sample * samples * config.steps / 1e9,
+            "mlp_gflop_per_nerf": mlp_gflop_per_nerf(spec, config, samples),
             "loadavg_before": load_before,
             "matmul_gflops_before": rate_before,
             "matmul_gflops_after": rate_after,

@@ -7,13 +7,25 @@ import math
 
 import pytest
 
-from nfkit.bench.fit import main, mlp_flops_per_sample
+from nfkit.bench.fit import main, mlp_flops_per_sample, mlp_gflop_per_nerf
 from nfkit.nerf.specs import REGISTRY
 
 
 def test_mlp_flops_per_sample():
     # mlp: 144 -> 64 -> 64 -> 64 -> 4, no biases
     assert mlp_flops_per_sample(REGISTRY["mlp"]) == 2 * (144 * 64 + 64 * 64 * 2 + 64 * 4)
+    # band_cut: the first layer reads bands 0-4 only (3 dims x 2 x 5 inputs; tri: its 16 channels too)
+    assert mlp_flops_per_sample(REGISTRY["mlp"], bands=5) == 2 * (30 * 64 + 64 * 64 * 2 + 64 * 4)
+    assert mlp_flops_per_sample(REGISTRY["tri"], bands=5) == 2 * ((16 + 30) * 64 + 64 * 64 * 2 + 64 * 4)
+    # hash: 8 encoded inputs; the 8 constant-1 padding inputs are a bias
+    assert mlp_flops_per_sample(REGISTRY["hash"]) == mlp_flops_per_sample(REGISTRY["hash"], bands=5) == 2 * (8 * 64 + 64 * 64 * 2 + 64 * 4)
+    # a fit's GFLOP: the steps before the cut with every band, the rest with bands 0-4
+    from nfkit.fit.config import resolve_config
+
+    config = resolve_config("cpu", {"band_cut": "0.25", "steps": "100"})
+    spec = REGISTRY["mlp"]
+    expected = 3 * 1000 * (25 * mlp_flops_per_sample(spec) + 75 * mlp_flops_per_sample(spec, bands=5)) / 1e9
+    assert mlp_gflop_per_nerf(spec, config, 1000) == pytest.approx(expected)
 
 
 def test_fit_bench_reports_psnr_speed_flops_and_the_naive_loop(tmp_path):
