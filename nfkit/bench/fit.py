@@ -95,26 +95,34 @@ def load_scenes(root: Path, config, device: str = "cpu", only: slice | None = No
     ]
 
 
-def mlp_flops_per_sample(spec, bands: int | None = None) -> int:
+def mlp_flops_per_sample(spec, bands: int | None = None, levels: int | None = None) -> int:
     """Forward FLOPs of the field's MLP for one sample: 2 · Σ in·out over its layers; with
     ``bands``, the first layer reads only the frequency encoding's first ``bands`` bands (and
-    the tri-plane channels): ``FitConfig.band_cut``. The constant-1 padding inputs are summed
-    into a bias, so they count as none (the first layer of the hash family reads 8 of 16)."""
+    the tri-plane channels): ``FitConfig.band_cut``; with ``levels``, only the hash grid's first
+    ``levels`` levels (``level_cut``). The constant-1 padding inputs are summed into a bias, so
+    they count as none (the first layer of the hash family reads 8 of 16)."""
     total = 0
     for name, (out_dim, in_dim) in ((n, s) for n, s in spec.param_shapes().items() if n.startswith("mlp.")):
         if name == "mlp.0":
             in_dim = spec.encoding_dim
             if bands is not None and spec.freq_bands:
                 in_dim -= 3 * 2 * (spec.freq_bands - min(bands, spec.freq_bands))
+            if levels is not None and spec.family == "hash":
+                in_dim -= spec.hash_features * (spec.hash_levels - min(levels, spec.hash_levels))
         total += 2 * out_dim * in_dim
     return total
 
 
 def mlp_gflop_per_nerf(spec, config, samples_per_step: float) -> float:
     """MLP GFLOP (forward and backward: 3× the forward) one fit spends on its training samples,
-    the steps after ``band_cut`` counted with the lower bands only."""
-    full, cut = mlp_flops_per_sample(spec), mlp_flops_per_sample(spec, config.band_l2_from)
-    cut_steps = config.steps - int(round(config.band_cut * config.steps)) if config.band_cut > 0 and config.band_l2 > 0 else 0
+    the steps after ``band_cut`` (``level_cut``) counted with the lower bands (levels) only."""
+    full = cut = mlp_flops_per_sample(spec)
+    start = 0.0
+    if config.band_cut > 0 and config.band_l2 > 0 and spec.freq_bands > config.band_l2_from:
+        start, cut = config.band_cut, mlp_flops_per_sample(spec, bands=config.band_l2_from)
+    elif config.level_cut > 0 and spec.family == "hash" and spec.hash_levels > config.level_cut_from:
+        start, cut = config.level_cut, mlp_flops_per_sample(spec, levels=config.level_cut_from)
+    cut_steps = config.steps - int(round(start * config.steps)) if start > 0 else 0
     return 3 * samples_per_step * (full * (config.steps - cut_steps) + cut * cut_steps) / 1e9
 
 

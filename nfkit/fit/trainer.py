@@ -28,6 +28,7 @@ from torch import Tensor
 
 from nfkit.errors import ConfigError
 from nfkit.fit.config import FitConfig
+from nfkit.nerf.encodings import hash_levels
 from nfkit.nerf.radiance import ParamField
 from nfkit.render.renderer import grid_from_field
 from nfkit.render.samplers import GridSampler, NerfaccSampler, nerfacc_cuda_available
@@ -414,6 +415,28 @@ def _cut_bands(model, opt: torch.optim.Optimizer, columns: Tensor, first_band: i
     model.bands = first_band
 
 
+def level_floats(spec, first_level: int) -> slice | None:
+    """The floats of ``hash_table`` on the hash grid's levels ``>= first_level`` (level-major,
+    ``entry·F + feature``: one contiguous tail); None when the architecture has no such level."""
+    if spec.family != "hash" or first_level >= spec.hash_levels:
+        return None
+    return slice(hash_levels(spec)[first_level].offset * spec.hash_features, None)
+
+
+@torch.no_grad()
+def _cut_levels(model, opt: torch.optim.Optimizer, floats: slice, first_level: int) -> None:
+    """``FitConfig.level_cut``: set the hash table's entries on levels ``>= first_level`` to zero
+    with their Adam moments, and encode the coarser levels only. Those entries then get no
+    gradient, so Adam leaves them at exactly zero."""
+    table = model.params["hash_table"]
+    table[:, floats] = 0.0
+    for key in ("exp_avg", "exp_avg_sq"):
+        moment = opt.state.get(table, {}).get(key)
+        if moment is not None:
+            moment[:, floats] = 0.0
+    model.levels = first_level
+
+
 def band_penalty(model, columns: Tensor) -> Tensor:
     """``Σ_b ½ Σ w²`` over the given ``mlp.0`` columns of every NeRF (``FitConfig.band_l2``)."""
     w = model.params["mlp.0"][:, :, columns]
@@ -455,6 +478,11 @@ def fit_batch(
         band_cols = band_cols.to(device)
     # band_cut: from this step on, mlp.0's columns on the penalised bands are exactly zero
     cut_step = int(round(config.band_cut * config.steps)) if band_cols is not None and config.band_cut > 0 else -1
+    # level_cut: likewise the hash table's finer levels
+    cut_floats = level_floats(spec, config.level_cut_from) if config.level_cut > 0 else None
+    if cut_floats is not None and not isinstance(model, TorchBatchedNerfs):
+        raise ConfigError("level_cut needs the torch backend (set level_cut=0 with tcnn)")
+    level_step = int(round(config.level_cut * config.steps)) if cut_floats is not None else -1
     n_rays = config.rays
     max_rays = config.max_rays
     if isinstance(sampler, GridSampler):  # dense (rays, samples) arrays: bound their size
@@ -471,6 +499,8 @@ def fit_batch(
             scenes, empty = _lift_hull(sampler, model, scenes, config, gen), None
         if step == cut_step:
             _cut_bands(model, opt, band_cols, config.band_l2_from)
+        if step == level_step:
+            _cut_levels(model, opt, cut_floats, config.level_cut_from)
         sampler.update(step, model.density, model.density_one, getattr(model, "density_ragged", None))
         origins, dirs, rgba = _draw_rays(scenes, n_rays, gen)
         if config.random_background:

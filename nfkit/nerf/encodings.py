@@ -219,17 +219,18 @@ def _level_entries(level: HashLevel, vertex: Tensor, out: Tensor, add: Tensor | 
 
 
 def _indices_level_major(
-    spec: ArchSpec, u: Tensor, batch_entries: int = 0
+    spec: ArchSpec, u: Tensor, batch_entries: int = 0, levels: int | None = None
 ) -> tuple[Tensor, Tensor]:
     """Entries and weights shaped (L, ..., 8), each level contiguous.
 
     With ``batch_entries`` > 0, ``u`` is (B, N, 3) and NeRF ``b``'s entries are shifted by
     ``b·batch_entries`` (indices into the (B·entries, F) view of a batch of tables); the
-    entries are int32 when they fit.
+    entries are int32 when they fit. ``levels``: only the first ``levels`` levels (None = all).
     """
-    levels = hash_levels(spec)
+    every = hash_levels(spec)
+    levels = every[:levels] if levels is not None else every
     lead = u.shape[:-1]
-    n_total = (u.shape[0] if batch_entries else 1) * (batch_entries or sum(lv.size for lv in levels))
+    n_total = (u.shape[0] if batch_entries else 1) * (batch_entries or sum(lv.size for lv in every))
     small = n_total < 2**31 and spec.hash_log2_size <= 29
     entries = torch.empty((len(levels), *lead, 8), dtype=torch.int32 if small else torch.int64,
                           device=u.device)
@@ -270,13 +271,15 @@ def hash_grid_indices(spec: ArchSpec, u: Tensor) -> tuple[Tensor, Tensor]:
     return entries.long().movedim(0, -2), weights.movedim(0, -2)
 
 
-def hash_grid_encoding(spec: ArchSpec, table: Tensor, u: Tensor) -> Tensor:
+def hash_grid_encoding(spec: ArchSpec, table: Tensor, u: Tensor, levels: int | None = None) -> Tensor:
     """tcnn ``HashGrid`` encoding: per level, the trilinear interpolation of the F features.
 
     Output feature ``l·F + f`` is level ``l``'s feature ``f`` (level-major, as tcnn).
+    ``levels``: encode the first ``levels`` levels only (None = all), the leading ``levels·F``
+    features of the whole encoding.
 
     Shapes: ``table`` (B, n_hash_params) in the canonical layout, ``u`` (B, N, 3) in [0, 1]
-    -> (B, N, L·F).
+    -> (B, N, L·F) (L = ``levels`` where given).
     """
     n_feat = spec.hash_features
     n_params = spec.param_shapes()["hash_table"][0]
@@ -292,10 +295,12 @@ def hash_grid_encoding(spec: ArchSpec, table: Tensor, u: Tensor) -> Tensor:
             f"{spec.name}: hash level sizes {tcnn_sizes} (tiny-cuda-nn's float32 arithmetic) do not "
             f"match the spec's {spec.hash_level_sizes()}"
         )
+    if levels is not None and not 1 <= levels <= len(tcnn_sizes):
+        raise ValueError(f"{spec.name}: levels must be in [1, {len(tcnn_sizes)}], got {levels}")
     with torch.no_grad():
-        entries, weights = _indices_level_major(spec, u, batch_entries=n_entries)  # (L, B, N, 8)
+        entries, weights = _indices_level_major(spec, u, batch_entries=n_entries, levels=levels)  # (L, B, N, 8)
     out = _WeightedGather.apply(table.reshape(b * n_entries, n_feat), entries, weights.to(table.dtype))
-    return out.permute(1, 2, 0, 3).reshape(b, n, len(tcnn_sizes) * n_feat)  # (L, B, N, F) -> (B, N, L·F)
+    return out.permute(1, 2, 0, 3).reshape(b, n, entries.shape[0] * n_feat)  # (L, B, N, F) -> (B, N, L·F)
 
 
 class _WeightedGather(torch.autograd.Function):

@@ -98,11 +98,14 @@ def _band_weights(spec: ArchSpec, w: Tensor, bands: int) -> Tensor:
     return per_dim[..., : 2 * bands].reshape(b, out, -1)
 
 
-def _first_layer(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, sin: str, bands: int | None = None) -> Tensor:
+def _first_layer(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, sin: str, bands: int | None = None,
+                 levels: int | None = None) -> Tensor:
     """Encoding followed by the first linear layer, without materialising the concatenation
     [encoding ‖ 1 … 1]: the weights on the constant-1 padding inputs are summed into a bias.
     ``bands``: evaluate only the frequency encoding's first ``bands`` bands, for weights whose
-    columns on the other bands are zero (the same function, less work; None = all)."""
+    columns on the other bands are zero; ``levels``: only the hash grid's first ``levels``
+    levels, for tables whose entries on the other levels are zero (each the same function,
+    less work; None = all)."""
     w0 = params["mlp.0"]  # (B, out, mlp_input_dim)
     if bands is not None and not 0 <= bands <= spec.freq_bands:
         raise ValueError(f"{spec.name}: bands must be in [0, {spec.freq_bands}], got {bands}")
@@ -128,8 +131,8 @@ def _first_layer(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, sin: s
             if cut:
                 return _matmul(enc, _band_weights(spec, w0[:, :, :enc_dim], bands), bias)
         else:
-            enc = hash_grid_encoding(spec, params["hash_table"], u)
-        h = _matmul(enc, w0[:, :, :enc_dim], bias)
+            enc = hash_grid_encoding(spec, params["hash_table"], u, levels=levels)
+        h = _matmul(enc, w0[:, :, : enc.shape[-1]], bias)
     return h
 
 
@@ -138,9 +141,10 @@ def _activation(spec: ArchSpec, h: Tensor) -> Tensor:
     return torch.relu_(h) if spec.activation == "relu" else torch.sin(h)
 
 
-def _hidden(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, sin: str, bands: int | None = None) -> Tensor:
+def _hidden(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, sin: str, bands: int | None = None,
+            levels: int | None = None) -> Tensor:
     """Activations of the last hidden layer, (B, N, hidden_dim)."""
-    h = _activation(spec, _first_layer(spec, params, x, sin, bands))
+    h = _activation(spec, _first_layer(spec, params, x, sin, bands, levels))
     for i in range(1, spec.hidden_layers):
         h = _activation(spec, torch.bmm(h, params[f"mlp.{i}"].transpose(1, 2)))
     return h
@@ -152,20 +156,22 @@ def _inside(x: Tensor) -> Tensor:
 
 
 def forward(
-    spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, *, sin: str = "exact", bands: int | None = None
+    spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, *, sin: str = "exact", bands: int | None = None,
+    levels: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Colour and density of ``B`` NeRFs at world positions ``x``.
 
     ``sin="tcnn"`` evaluates the frequency encoding with tiny-cuda-nn's fast sine (see
     ``encodings.frequency_encoding``), e.g. to render NeRFs imported from tiny-cuda-nn.
     ``bands`` evaluates only the encoding's first ``bands`` frequency bands: the same function
-    when ``mlp.0``'s columns on the other bands are zero (``fit-nerfs``'s ``band_cut``).
+    when ``mlp.0``'s columns on the other bands are zero (``fit-nerfs``'s ``band_cut``);
+    ``levels`` likewise the hash grid's first ``levels`` levels (``level_cut``).
 
     Shapes: ``params[name]`` (B, *spec.param_shapes()[name]), ``x`` (B, N, 3)
     -> rgb (B, N, 3) in (0, 1), sigma (B, N) >= 0.
     """
     _check(spec, params, x)
-    h = _hidden(spec, params, x, sin, bands)
+    h = _hidden(spec, params, x, sin, bands, levels)
     out = torch.bmm(h, params[f"mlp.{spec.hidden_layers}"].transpose(1, 2))  # (B, N, 4)
     rgb = torch.sigmoid(out[..., :3])
     sigma = trunc_exp(out[..., 3] - 1.0) * _inside(x).to(out.dtype)
@@ -173,13 +179,13 @@ def forward(
 
 
 def density(spec: ArchSpec, params: Mapping[str, Tensor], x: Tensor, *, sin: str = "exact",
-            bands: int | None = None) -> Tensor:
+            bands: int | None = None, levels: int | None = None) -> Tensor:
     """Density only (the σ row of the last layer), e.g. for occupancy-grid updates.
 
     Shapes: as :func:`forward` -> sigma (B, N).
     """
     _check(spec, params, x)
-    h = _hidden(spec, params, x, sin, bands)
+    h = _hidden(spec, params, x, sin, bands, levels)
     w_sigma = params[f"mlp.{spec.hidden_layers}"][:, 3, :]  # (B, hidden)
     raw = torch.bmm(h, w_sigma.unsqueeze(-1)).squeeze(-1)
     return trunc_exp(raw - 1.0) * _inside(x).to(raw.dtype)

@@ -48,7 +48,8 @@ class ParamField:
     ``sin`` is the sine of the frequency encoding (``"exact"``, or ``"tcnn"`` for NeRFs whose
     weights were trained with tiny-cuda-nn's fast sine): every evaluation uses it. ``bands``
     (None = all): evaluate only the frequency encoding's first ``bands`` bands, for NeRFs whose
-    first-layer weights on the others are zero (see :func:`nfkit.nerf.field.forward`).
+    first-layer weights on the others are zero; ``levels`` likewise the hash grid's first
+    levels, for tables that are zero on the others (see :func:`nfkit.nerf.field.forward`).
     """
 
     def __init__(self, spec: ArchSpec, params: Mapping[str, Tensor], sin: str = "exact") -> None:
@@ -58,6 +59,12 @@ class ParamField:
         self.params = params
         self.sin = sin
         self.bands: int | None = None
+        self.levels: int | None = None
+
+    @property
+    def _kw(self) -> dict:
+        """What every evaluation passes to :mod:`nfkit.nerf.field`."""
+        return {"sin": self.sin, "bands": self.bands, "levels": self.levels}
 
     @property
     def n_fields(self) -> int:
@@ -68,10 +75,10 @@ class ParamField:
         return next(iter(self.params.values())).device
 
     def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return nerf_field.forward(self.spec, self.params, x, sin=self.sin, bands=self.bands)
+        return nerf_field.forward(self.spec, self.params, x, **self._kw)
 
     def density(self, x: Tensor) -> Tensor:
-        return nerf_field.density(self.spec, self.params, x, sin=self.sin, bands=self.bands)
+        return nerf_field.density(self.spec, self.params, x, **self._kw)
 
     def _params_of(self, i: int) -> dict[str, Tensor]:
         """NeRF ``i``'s parameters, with a leading dimension of 1."""
@@ -95,7 +102,7 @@ class ParamField:
         rgbs, sigmas = [], []
         for i in range(x.shape[0]):
             n = int(counts[i])
-            rgb, sigma = nerf_field.forward(self.spec, self._params_of(i), x[i : i + 1, :n], sin=self.sin, bands=self.bands)
+            rgb, sigma = nerf_field.forward(self.spec, self._params_of(i), x[i : i + 1, :n], **self._kw)
             rgbs.append(torch.nn.functional.pad(rgb[0], (0, 0, 0, k - n)))
             sigmas.append(torch.nn.functional.pad(sigma[0], (0, k - n)))
         return torch.stack(rgbs), torch.stack(sigmas)
@@ -110,12 +117,11 @@ class ParamField:
         for i in range(x.shape[0]):
             n = int(counts[i])
             if n:
-                out[i, :n] = nerf_field.density(self.spec, self._params_of(i), x[i : i + 1, :n], sin=self.sin,
-                                                bands=self.bands)[0]
+                out[i, :n] = nerf_field.density(self.spec, self._params_of(i), x[i : i + 1, :n], **self._kw)[0]
         return out
 
     def density_one(self, b: int, x: Tensor) -> Tensor:
-        return nerf_field.density(self.spec, self._params_of(b), x[None], sin=self.sin, bands=self.bands)[0]
+        return nerf_field.density(self.spec, self._params_of(b), x[None], **self._kw)[0]
 
 
 __all__ = ["ParamField", "RadianceField"]

@@ -26,6 +26,12 @@ def test_mlp_flops_per_sample():
     spec = REGISTRY["mlp"]
     expected = 3 * 1000 * (25 * mlp_flops_per_sample(spec) + 75 * mlp_flops_per_sample(spec, bands=5)) / 1e9
     assert mlp_gflop_per_nerf(spec, config, 1000) == pytest.approx(expected)
+    # level_cut: the hash family's first layer reads levels 0-1 only (2 x 2 features)
+    assert mlp_flops_per_sample(REGISTRY["hash"], levels=2) == 2 * (4 * 64 + 64 * 64 * 2 + 64 * 4)
+    config = resolve_config("cpu", {"level_cut": "0.5", "level_cut_from": "2", "steps": "100"})
+    spec = REGISTRY["hash"]
+    expected = 3 * 1000 * (50 * mlp_flops_per_sample(spec) + 50 * mlp_flops_per_sample(spec, levels=2)) / 1e9
+    assert mlp_gflop_per_nerf(spec, config, 1000) == pytest.approx(expected)
 
 
 def test_fit_bench_reports_psnr_speed_flops_and_the_naive_loop(tmp_path):

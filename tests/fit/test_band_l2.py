@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from nfkit.data.multiview import load_object, scan_dataset
-from nfkit.data.synth import SynthConfig, generate_dataset
 from nfkit.errors import ConfigError
 from nfkit.fit.config import PRESETS, resolve_config
 from nfkit.fit.trainer import (
@@ -17,7 +15,6 @@ from nfkit.fit.trainer import (
     band_columns,
     band_penalty,
     fit_batch,
-    scene_from_object,
 )
 from nfkit.nerf.encodings import frequency_encoding
 from nfkit.nerf.init import create_init
@@ -54,19 +51,12 @@ def test_band_penalty_is_half_the_sum_of_squares():
     assert float(band_penalty(model, cols).detach()) == pytest.approx(2 * 0.5 * float((w.astype(np.float64) ** 2).sum()), rel=1e-5)
 
 
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    root = tmp_path_factory.mktemp("band") / "data"
-    generate_dataset(root, SynthConfig(resolution=32, objects_per_class=1, views=12, classes=("car",), seed=5))
-    return scene_from_object(load_object(scan_dataset(root)[0]), eval_every=4)
-
-
-def test_fitting_with_the_penalty_quiets_those_weights_only(scene):
+def test_fitting_with_the_penalty_quiets_those_weights_only(car_scene):
     spec = REGISTRY["mlp"]
     init = create_init(spec, seed=0).params
     config = dataclasses.replace(PRESETS["tiny"], steps=40)
-    plain = fit_batch(spec, init, [scene], config, seed=0)[0]
-    quiet = fit_batch(spec, init, [scene], dataclasses.replace(config, band_l2=10.0, band_l2_from=5), seed=0)[0]
+    plain = fit_batch(spec, init, [car_scene], config, seed=0)[0]
+    quiet = fit_batch(spec, init, [car_scene], dataclasses.replace(config, band_l2=10.0, band_l2_from=5), seed=0)[0]
     cols = band_columns(spec, 5).numpy()
     low = np.setdiff1d(np.arange(spec.freq_dim), cols)
     high_plain = np.abs(plain.params["mlp.0"][:, cols]).mean()
@@ -98,12 +88,12 @@ def test_the_lower_bands_alone_are_the_same_function_when_the_others_weigh_zero(
         field.forward(spec, params, x, bands=spec.freq_bands + 1)
 
 
-def test_band_cut_zeroes_those_weights_and_keeps_them_zero(scene):
+def test_band_cut_zeroes_those_weights_and_keeps_them_zero(car_scene):
     spec = REGISTRY["mlp"]
     init = create_init(spec, seed=0).params
     config = dataclasses.replace(PRESETS["tiny"], steps=40, band_l2=1.0, band_l2_from=5)
-    quiet = fit_batch(spec, init, [scene], config, seed=0)[0]
-    cut = fit_batch(spec, init, [scene], dataclasses.replace(config, band_cut=0.25), seed=0)[0]
+    quiet = fit_batch(spec, init, [car_scene], config, seed=0)[0]
+    cut = fit_batch(spec, init, [car_scene], dataclasses.replace(config, band_cut=0.25), seed=0)[0]
     cols = band_columns(spec, 5).numpy()
     low = np.setdiff1d(np.arange(spec.freq_dim), cols)
     assert np.abs(quiet.params["mlp.0"][:, cols]).max() > 0  # the penalty alone leaves them small, not zero
@@ -113,7 +103,7 @@ def test_band_cut_zeroes_those_weights_and_keeps_them_zero(scene):
     # the held-out PSNR the trainer reports (lower bands only) is the stored NeRF's, rendered with all bands
     from nfkit.fit.trainer import evaluate_params
 
-    full = evaluate_params(spec, [cut.params], [scene], config)[0]
+    full = evaluate_params(spec, [cut.params], [car_scene], config)[0]
     assert full == pytest.approx(cut.psnr, abs=0.3)
 
 
