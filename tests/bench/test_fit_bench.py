@@ -57,15 +57,19 @@ def test_fit_bench_reports_psnr_speed_flops_and_the_naive_loop(tmp_path):
         assert 0 < r["eval_seconds_per_nerf"] < r["seconds_per_nerf"]
     naive = report["naive"]["hash"]["objects"][0]
     assert naive["steps"] > 0 and naive["curve"] and naive["speedup"] > 0
-    # the naive loop is compared with nfkit's fitting time, its held-out evaluation left out
+    # the naive loop is compared with nfkit's fitting time (its held-out evaluation left out),
+    # taken right before and right after the naive run
     batched = modes["batched"]
-    fitting = report["naive"]["hash"]["nfkit_seconds_per_nerf"]
-    assert fitting == batched["seconds_per_nerf"] - batched["eval_seconds_per_nerf"]
+    assert report["naive"]["hash"]["nfkit_seconds_per_nerf"] == batched["seconds_per_nerf"] - batched["eval_seconds_per_nerf"]
+    assert 0 < naive["nfkit_seconds_before"] and 0 < naive["nfkit_seconds_after"]
+    fitting = 0.5 * (naive["nfkit_seconds_before"] + naive["nfkit_seconds_after"])
+    assert naive["nfkit_seconds"] == fitting
     assert naive["speedup"] == naive["seconds_to_target"] / fitting
     assert naive["seconds_to_target"] <= naive["seconds"]
     assert report["matmul_gflops"] > 0
     md = (out / "fit_bench.md").read_text()
     assert "foreground PSNR" in md and "Naive torch loop" in md and "% of matmul peak" in md
+    assert f"{naive['nfkit_seconds_before']:.2f} / {naive['nfkit_seconds_after']:.2f}" in md
     assert "Mode `workers`" in md and f"hash {w['wall_seconds']:.1f} s against {w['seconds']:.1f} s" in md
     assert "{" not in md  # every field filled in
     for r in modes.values():  # the machine's speed around each row, in the report
