@@ -306,19 +306,21 @@ def naive_compare(spec, scenes, config, reference: dict, n_objects: int, budget:
     init = create_init(spec, seed=0).params
     bs = config.batch_nerfs
 
-    def nfkit_seconds(i: int) -> float:
+    def nfkit_seconds(start: int) -> float:
         # fitting time on both sides: the naive loop's PSNR checks are not timed, so nfkit's
         # held-out evaluation at the end of each fit is left out too
-        start = i // bs * bs
         results = fit_batch(spec, init, scenes[start : start + bs], config, seed=config.seed + start)
         return _mean([r.seconds - r.eval_seconds for r in results])
 
     rows = []
+    last = None  # (batch start, seconds) of the fit just done: the next object's "before" if it shares the batch
     for i, s in enumerate(scenes[:n_objects]):
         target = reference["psnr"][s.key]
-        before = nfkit_seconds(i)
+        start = i // bs * bs
+        before = last[1] if last is not None and last[0] == start else nfkit_seconds(start)
         r = naive_fit(spec, init, s, config, target, budget * before)
-        after = nfkit_seconds(i)
+        after = nfkit_seconds(start)
+        last = (start, after)
         nfkit_s = 0.5 * (before + after)
         rows.append({"object": s.key, "target_psnr": target, **r, "nfkit_seconds_before": before,
                      "nfkit_seconds_after": after, "nfkit_seconds": nfkit_s, "speedup": r["seconds_to_target"] / nfkit_s})

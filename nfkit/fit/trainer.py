@@ -402,16 +402,21 @@ def _zero_columns(model, columns: Tensor) -> None:
     model.params["mlp.0"].index_fill_(2, columns, 0.0)
 
 
+def _zero_with_moments(param: Tensor, opt: torch.optim.Optimizer, zero: Callable[[Tensor], None]) -> None:
+    """Apply ``zero`` (an in-place write of zeros) to ``param`` and to its Adam moments, so that
+    no later step moves those entries again while they get no gradient."""
+    zero(param)
+    for key in ("exp_avg", "exp_avg_sq"):
+        moment = opt.state.get(param, {}).get(key)
+        if moment is not None:
+            zero(moment)
+
+
 @torch.no_grad()
 def _cut_bands(model, opt: torch.optim.Optimizer, columns: Tensor, first_band: int) -> None:
     """``FitConfig.band_cut``: set ``mlp.0``'s columns on bands ``>= first_band`` to zero, with
-    their Adam moments (so no step moves them again), and evaluate the lower bands only."""
-    w = model.params["mlp.0"]
-    _zero_columns(model, columns)
-    for key in ("exp_avg", "exp_avg_sq"):
-        moment = opt.state.get(w, {}).get(key)
-        if moment is not None:
-            moment.index_fill_(2, columns, 0.0)
+    their Adam moments, and evaluate the lower bands only."""
+    _zero_with_moments(model.params["mlp.0"], opt, lambda t: t.index_fill_(2, columns, 0.0))
     model.bands = first_band
 
 
@@ -428,12 +433,7 @@ def _cut_levels(model, opt: torch.optim.Optimizer, floats: slice, first_level: i
     """``FitConfig.level_cut``: set the hash table's entries on levels ``>= first_level`` to zero
     with their Adam moments, and encode the coarser levels only. Those entries then get no
     gradient, so Adam leaves them at exactly zero."""
-    table = model.params["hash_table"]
-    table[:, floats] = 0.0
-    for key in ("exp_avg", "exp_avg_sq"):
-        moment = opt.state.get(table, {}).get(key)
-        if moment is not None:
-            moment[:, floats] = 0.0
+    _zero_with_moments(model.params["hash_table"], opt, lambda t: t[:, floats].zero_())
     model.levels = first_level
 
 

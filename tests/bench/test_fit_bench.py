@@ -101,3 +101,42 @@ def test_naive_crossing_time_interpolates_between_the_checks_around_the_target()
     assert crossing_time(curve, 19.0) == 1.0  # reached at the first check: nothing to interpolate from
     with pytest.raises(ValueError, match="never reaches"):
         crossing_time(curve, 27.0)
+
+
+def test_naive_compare_times_nfkit_next_to_each_naive_run(monkeypatch):
+    """nfkit's batch is fitted right before and right after each naive run; two objects of one
+    batch share the fit between their naive runs (the first one's "after" is the second's "before")."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import nfkit.bench.naive_fit as naive_mod
+    import nfkit.fit.trainer as trainer
+    from nfkit.bench.fit import naive_compare
+    from nfkit.fit.config import PRESETS
+
+    events, fits = [], iter([2.0, 4.0, 6.0, 8.0, 10.0])
+
+    def fake_fit_batch(spec, init, batch, config, seed=None):
+        seconds = next(fits)
+        events.append(("fit", tuple(s.key for s in batch), seed, seconds))
+        return [SimpleNamespace(seconds=seconds + 1.0, eval_seconds=1.0) for _ in batch]
+
+    def fake_naive_fit(spec, init, scene, config, target, budget_seconds):
+        events.append(("naive", scene.key, budget_seconds))
+        return {"steps": 20, "seconds": 30.0, "psnr": target, "reached": True, "curve": [], "seconds_to_target": 30.0}
+
+    monkeypatch.setattr(trainer, "fit_batch", fake_fit_batch)
+    monkeypatch.setattr(naive_mod, "naive_fit", fake_naive_fit)
+    scenes = [SimpleNamespace(key=k) for k in "abc"]
+    config = dataclasses.replace(PRESETS["tiny"], batch_nerfs=2, seed=7)
+    reference = {"psnr": {"a": 30.0, "b": 31.0, "c": 32.0}, "seconds_per_nerf": 3.0, "eval_seconds_per_nerf": 0.5}
+    out = naive_compare(REGISTRY["mlp"], scenes, config, reference, n_objects=3, budget=15.0)
+    assert events == [
+        ("fit", ("a", "b"), 7, 2.0), ("naive", "a", 30.0), ("fit", ("a", "b"), 7, 4.0),  # a: 2 s before, 4 s after
+        ("naive", "b", 60.0), ("fit", ("a", "b"), 7, 6.0),  # b: a's "after" is its "before"
+        ("fit", ("c",), 9, 8.0), ("naive", "c", 120.0), ("fit", ("c",), 9, 10.0),  # c: another batch, its own fits
+    ]
+    rows = out["objects"]
+    assert [(r["nfkit_seconds_before"], r["nfkit_seconds_after"]) for r in rows] == [(2.0, 4.0), (4.0, 6.0), (8.0, 10.0)]
+    assert [r["speedup"] for r in rows] == pytest.approx([10.0, 6.0, 10.0 / 3])
+    assert out["nfkit_seconds_per_nerf"] == 2.5  # the batched row's, for reference
